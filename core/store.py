@@ -1,0 +1,611 @@
+"""The workspace: one DuckDB file, and the only module that holds SQL or connections.
+
+Every value is a bound parameter; bulk rows travel as pandas frames registered under fixed names.
+One connection per process and workspace, a cursor per operation (DuckDB's threading rules), so the
+Streamlit sessions of one server process can share a Store.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from core.errors import WorkbenchError
+
+LABELS = ("hard_negative", "false_negative", "unsure")
+
+# Numbered migrations: entry i brings the schema from version i to i + 1. Never edit a shipped entry;
+# append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE SEQUENCE dataset_seq START 1;
+    CREATE TABLE datasets (
+        dataset_id INTEGER PRIMARY KEY,
+        name VARCHAR NOT NULL,
+        format VARCHAR NOT NULL,
+        source VARCHAR NOT NULL,
+        split VARCHAR,
+        active BOOLEAN NOT NULL,
+        created_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE queries (
+        dataset_id INTEGER NOT NULL, query_id VARCHAR NOT NULL, text VARCHAR NOT NULL,
+        text_hash VARCHAR NOT NULL
+    );
+    CREATE TABLE documents (
+        dataset_id INTEGER NOT NULL, doc_id VARCHAR NOT NULL, title VARCHAR, text VARCHAR NOT NULL,
+        text_hash VARCHAR NOT NULL
+    );
+    CREATE TABLE positives (
+        dataset_id INTEGER NOT NULL, query_id VARCHAR NOT NULL, doc_id VARCHAR NOT NULL,
+        grade INTEGER NOT NULL, source VARCHAR NOT NULL
+    );
+    CREATE TABLE given_negatives (
+        dataset_id INTEGER NOT NULL, query_id VARCHAR NOT NULL, doc_id VARCHAR NOT NULL,
+        source VARCHAR NOT NULL
+    );
+    CREATE TABLE models (
+        model_fp VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, dim INTEGER NOT NULL,
+        created_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE embeddings (
+        model_fp VARCHAR NOT NULL, prompt VARCHAR NOT NULL, text_hash VARCHAR NOT NULL,
+        vector BLOB NOT NULL
+    );
+    CREATE SEQUENCE run_seq START 1;
+    CREATE TABLE runs (
+        run_id INTEGER PRIMARY KEY,
+        dataset_id INTEGER NOT NULL,
+        strategy VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,
+        model VARCHAR NOT NULL,
+        model_fp VARCHAR NOT NULL,
+        query_prompt VARCHAR NOT NULL,
+        doc_prompt VARCHAR NOT NULL,
+        seed INTEGER NOT NULL,
+        num_negatives INTEGER NOT NULL,
+        pool_depth INTEGER NOT NULL,
+        status VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP,
+        timings VARCHAR,
+        filter_counts VARCHAR,
+        n_queries INTEGER,
+        short_queries VARCHAR,
+        error VARCHAR
+    );
+    CREATE TABLE candidates (
+        run_id INTEGER NOT NULL, query_id VARCHAR NOT NULL, doc_id VARCHAR NOT NULL,
+        rank INTEGER, score FLOAT NOT NULL, pos_score FLOAT NOT NULL, lexical_score FLOAT,
+        source VARCHAR NOT NULL, eligible BOOLEAN NOT NULL, selected BOOLEAN NOT NULL
+    );
+    CREATE SEQUENCE decision_seq START 1;
+    CREATE TABLE decisions (
+        decision_id BIGINT PRIMARY KEY,
+        query_hash VARCHAR NOT NULL, doc_hash VARCHAR NOT NULL,
+        query_id VARCHAR, doc_id VARCHAR, dataset VARCHAR,
+        label VARCHAR NOT NULL CHECK (label IN ('hard_negative', 'false_negative', 'unsure')),
+        annotator VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, note VARCHAR
+    );
+    CREATE TABLE retractions (
+        decision_id BIGINT NOT NULL, annotator VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL
+    );
+    CREATE VIEW latest_decisions AS
+        SELECT * EXCLUDE (rn) FROM (
+            SELECT d.*, row_number() OVER (
+                PARTITION BY d.query_hash, d.doc_hash ORDER BY d.decision_id DESC) AS rn
+            FROM decisions d
+            WHERE d.decision_id NOT IN (SELECT decision_id FROM retractions)
+        ) WHERE rn = 1;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def quote_identifier(name: str) -> str:
+    """Quote an SQL identifier (the one way identifiers built at run time reach SQL)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One ingested dataset version; ``active`` is False once a re-ingest replaced it."""
+
+    dataset_id: int
+    name: str
+    format: str
+    source: str
+    split: str | None
+    active: bool
+    created_at: datetime
+    n_queries: int
+    n_documents: int
+    n_positives: int
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A mining run: what was asked for, and (once done) timings and per-filter counts."""
+
+    run_id: int
+    dataset_id: int
+    strategy: str
+    params: dict[str, Any]
+    model: str
+    model_fp: str
+    query_prompt: str
+    doc_prompt: str
+    seed: int
+    num_negatives: int
+    pool_depth: int
+    status: str
+    created_at: datetime
+    finished_at: datetime | None
+    timings: dict[str, float]
+    filter_counts: dict[str, int]
+    n_queries: int | None
+    short_queries: list[str]
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One annotator's label for a (query, document) pair, keyed by the texts' content hashes."""
+
+    decision_id: int
+    query_hash: str
+    doc_hash: str
+    query_id: str | None
+    doc_id: str | None
+    dataset: str | None
+    label: str
+    annotator: str
+    created_at: datetime
+    note: str | None
+
+
+@dataclass(frozen=True)
+class DatasetContent:
+    """Validated rows of one dataset, ready to be written in a single transaction.
+
+    Frames: queries (query_id, text, text_hash), documents (doc_id, title, text, text_hash),
+    positives (query_id, doc_id, grade, source), given_negatives (query_id, doc_id, source).
+    """
+
+    name: str
+    format: str
+    source: str
+    split: str | None
+    queries: pd.DataFrame
+    documents: pd.DataFrame
+    positives: pd.DataFrame
+    given_negatives: pd.DataFrame
+
+
+_CANDIDATE_COLUMNS = (
+    "query_id", "doc_id", "rank", "score", "pos_score", "lexical_score", "source", "eligible",
+    "selected",
+)
+
+_connections: dict[str, duckdb.DuckDBPyConnection] = {}
+_connections_lock = threading.Lock()
+
+
+def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+    """One connection per workspace file per process (DuckDB allows one writer process)."""
+    key = str(path.resolve())
+    with _connections_lock:
+        con = _connections.get(key)
+        if con is None:
+            try:
+                con = duckdb.connect(key)
+            except duckdb.IOException as err:
+                raise WorkbenchError(
+                    f"workspace {path} could not be opened: it is in use by another process or "
+                    f"not a DuckDB file ({str(err).splitlines()[0]})"
+                ) from err
+            _connections[key] = con
+        return con
+
+
+class Store:
+    """A workspace on disk. Cheap to create: instances of one file share the process's connection."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise WorkbenchError(f"workspace {self.path} is a directory; give a .duckdb file path")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._con = _connect(self.path)
+        self._migrate()
+
+    def close(self) -> None:
+        """Close the process's connection to this workspace (every Store of the file)."""
+        key = str(self.path.resolve())
+        with _connections_lock:
+            con = _connections.pop(key, None)
+        if con is not None:
+            con.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        return self._con.cursor()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self._cursor()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            cur.close()
+            raise
+        cur.execute("COMMIT")
+        cur.close()
+
+    def _migrate(self) -> None:
+        with self._transaction() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = cur.execute("SELECT max(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            if current > SCHEMA_VERSION:
+                raise WorkbenchError(
+                    f"workspace {self.path} has schema version {current}, newer than this "
+                    f"program's {SCHEMA_VERSION}; upgrade the workbench"
+                )
+            for version in range(current, SCHEMA_VERSION):
+                cur.execute(MIGRATIONS[version])
+                cur.execute("INSERT INTO schema_version VALUES (?)", [version + 1])
+
+    def schema_version(self) -> int:
+        """Return the workspace's schema version."""
+        return self._cursor().execute("SELECT max(version) FROM schema_version").fetchone()[0]
+
+    # -- datasets -------------------------------------------------------------------------------
+    def add_dataset(self, content: DatasetContent) -> DatasetInfo:
+        """Write a whole dataset in one transaction; an active dataset of the same name is retired.
+
+        Runs and decisions of the retired version stay; decisions are keyed by content hash and so
+        apply to the new version's identical texts.
+        """
+        with self._transaction() as cur:
+            cur.execute(
+                "UPDATE datasets SET active = false WHERE name = ? AND active", [content.name]
+            )
+            dataset_id = cur.execute("SELECT nextval('dataset_seq')").fetchone()[0]
+            cur.execute(
+                "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, true, ?)",
+                [dataset_id, content.name, content.format, content.source, content.split, _now()],
+            )
+            tables = (
+                ("queries", content.queries, "query_id, text, text_hash"),
+                ("documents", content.documents, "doc_id, title, text, text_hash"),
+                ("positives", content.positives, "query_id, doc_id, grade, source"),
+                ("given_negatives", content.given_negatives, "query_id, doc_id, source"),
+            )
+            for table, frame, columns in tables:
+                cur.register("incoming_rows", frame)
+                cur.execute(
+                    f"INSERT INTO {quote_identifier(table)} SELECT ?, {columns} FROM incoming_rows",
+                    [dataset_id],
+                )
+                cur.unregister("incoming_rows")
+        return self.get_dataset(dataset_id=dataset_id)
+
+    _DATASET_SELECT = """
+        SELECT d.dataset_id, d.name, d.format, d.source, d.split, d.active, d.created_at,
+               (SELECT count(*) FROM queries q WHERE q.dataset_id = d.dataset_id),
+               (SELECT count(*) FROM documents x WHERE x.dataset_id = d.dataset_id),
+               (SELECT count(*) FROM positives p WHERE p.dataset_id = d.dataset_id)
+        FROM datasets d
+    """
+
+    def list_datasets(self, include_inactive: bool = False) -> list[DatasetInfo]:
+        """Return the datasets, newest first."""
+        where = "" if include_inactive else " WHERE d.active"
+        rows = self._cursor().execute(
+            self._DATASET_SELECT + where + " ORDER BY d.dataset_id DESC"
+        ).fetchall()
+        return [DatasetInfo(*row) for row in rows]
+
+    def get_dataset(self, name: str | None = None, dataset_id: int | None = None) -> DatasetInfo:
+        """Return a dataset by id, by (active) name, or the newest active one when neither is given.
+
+        Raises:
+            WorkbenchError: no such dataset, or the workspace has none.
+        """
+        if dataset_id is not None:
+            rows = self._cursor().execute(
+                self._DATASET_SELECT + " WHERE d.dataset_id = ?", [dataset_id]
+            ).fetchall()
+            if not rows:
+                raise WorkbenchError(f"workspace {self.path} has no dataset with id {dataset_id}")
+            return DatasetInfo(*rows[0])
+        active = self.list_datasets()
+        if not active:
+            raise WorkbenchError(
+                f"workspace {self.path} has no dataset yet; ingest one first "
+                "(python -m core ingest --workspace W --beir DIR)"
+            )
+        if name is None:
+            return active[0]
+        for info in active:
+            if info.name == name:
+                return info
+        names = ", ".join(sorted(i.name for i in active))
+        raise WorkbenchError(f"workspace {self.path} has no dataset named {name!r} (it has: {names})")
+
+    def dataset_frame(self, dataset_id: int, table: str) -> pd.DataFrame:
+        """Return one table's rows of a dataset: queries, documents, positives or given_negatives."""
+        orders = {
+            "queries": "query_id",
+            "documents": "doc_id",
+            "positives": "query_id, doc_id",
+            "given_negatives": "query_id, doc_id",
+        }
+        if table not in orders:
+            raise ValueError(f"unknown dataset table {table!r}; expected one of {sorted(orders)}")
+        return self._cursor().execute(
+            f"SELECT * EXCLUDE (dataset_id) FROM {quote_identifier(table)} WHERE dataset_id = ? "
+            f"ORDER BY {orders[table]}",
+            [dataset_id],
+        ).df()
+
+    # -- embedding cache ------------------------------------------------------------------------
+    def register_model(self, model_fp: str, name: str, dim: int) -> None:
+        """Remember a model fingerprint's name and dimension (idempotent)."""
+        with self._transaction() as cur:
+            cur.execute(
+                "INSERT INTO models VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [model_fp, name, dim, _now()],
+            )
+
+    def cached_vectors(
+        self, model_fp: str, prompt: str, hashes: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        """Return the cached vectors among ``hashes`` for (model, prompt), keyed by text hash."""
+        if not len(hashes):
+            return {}
+        cur = self._cursor()
+        wanted = pd.DataFrame({"text_hash": pd.unique(pd.Series(list(hashes), dtype=str))})
+        cur.register("wanted_hashes", wanted)
+        rows = cur.execute(
+            "SELECT e.text_hash, e.vector FROM embeddings e JOIN wanted_hashes w USING (text_hash) "
+            "WHERE e.model_fp = ? AND e.prompt = ?",
+            [model_fp, prompt],
+        ).fetchall()
+        cur.unregister("wanted_hashes")
+        return {key: np.frombuffer(blob, dtype=np.float32) for key, blob in rows}
+
+    def put_vectors(
+        self, model_fp: str, prompt: str, hashes: Sequence[str], vectors: np.ndarray
+    ) -> None:
+        """Add vectors to the cache (one committed transaction; existing keys are left alone)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        frame = pd.DataFrame(
+            {"text_hash": list(hashes), "vector": [row.tobytes() for row in vectors]}
+        )
+        with self._transaction() as cur:
+            cur.register("new_vectors", frame)
+            cur.execute(
+                "INSERT INTO embeddings SELECT ?, ?, n.text_hash, n.vector FROM new_vectors n "
+                "WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_fp = ? "
+                "AND e.prompt = ? AND e.text_hash = n.text_hash)",
+                [model_fp, prompt, model_fp, prompt],
+            )
+            cur.unregister("new_vectors")
+
+    def count_vectors(self, model_fp: str | None = None) -> int:
+        """Return how many vectors the cache holds (for one model, or all)."""
+        if model_fp is None:
+            return self._cursor().execute("SELECT count(*) FROM embeddings").fetchone()[0]
+        return self._cursor().execute(
+            "SELECT count(*) FROM embeddings WHERE model_fp = ?", [model_fp]
+        ).fetchone()[0]
+
+    # -- runs -----------------------------------------------------------------------------------
+    def create_run(
+        self,
+        dataset_id: int,
+        strategy: str,
+        params: dict[str, Any],
+        model: str,
+        model_fp: str,
+        query_prompt: str,
+        doc_prompt: str,
+        seed: int,
+        num_negatives: int,
+        pool_depth: int,
+    ) -> int:
+        """Record a run as 'running' and return its id."""
+        with self._transaction() as cur:
+            run_id = cur.execute("SELECT nextval('run_seq')").fetchone()[0]
+            cur.execute(
+                "INSERT INTO runs (run_id, dataset_id, strategy, params, model, model_fp, "
+                "query_prompt, doc_prompt, seed, num_negatives, pool_depth, status, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+                [run_id, dataset_id, strategy, json.dumps(params, sort_keys=True), model, model_fp,
+                 query_prompt, doc_prompt, seed, num_negatives, pool_depth, _now()],
+            )
+        return run_id
+
+    def finish_run(
+        self,
+        run_id: int,
+        candidates: pd.DataFrame,
+        timings: dict[str, float],
+        filter_counts: dict[str, int],
+        n_queries: int,
+        short_queries: Sequence[str],
+    ) -> None:
+        """Store a run's candidate pool and mark it done, atomically."""
+        missing = [c for c in _CANDIDATE_COLUMNS if c not in candidates.columns]
+        if missing:
+            raise ValueError(f"candidate frame lacks columns {missing}")
+        frame = candidates[list(_CANDIDATE_COLUMNS)]
+        with self._transaction() as cur:
+            cur.register("new_candidates", frame)
+            cur.execute(
+                "INSERT INTO candidates SELECT ?, " + ", ".join(_CANDIDATE_COLUMNS)
+                + " FROM new_candidates",
+                [run_id],
+            )
+            cur.unregister("new_candidates")
+            cur.execute(
+                "UPDATE runs SET status = 'done', finished_at = ?, timings = ?, filter_counts = ?, "
+                "n_queries = ?, short_queries = ? WHERE run_id = ?",
+                [_now(), json.dumps(timings), json.dumps(filter_counts), n_queries,
+                 json.dumps(list(short_queries)), run_id],
+            )
+
+    def fail_run(self, run_id: int, error: str) -> None:
+        """Mark a run failed with a one-sentence reason."""
+        with self._transaction() as cur:
+            cur.execute(
+                "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ?",
+                [_now(), error, run_id],
+            )
+
+    _RUN_COLUMNS = (
+        "run_id, dataset_id, strategy, params, model, model_fp, query_prompt, doc_prompt, seed, "
+        "num_negatives, pool_depth, status, created_at, finished_at, timings, filter_counts, "
+        "n_queries, short_queries, error"
+    )
+
+    @staticmethod
+    def _run_from_row(row: tuple) -> RunInfo:
+        values = list(row)
+        values[3] = json.loads(values[3])
+        values[14] = json.loads(values[14]) if values[14] else {}
+        values[15] = json.loads(values[15]) if values[15] else {}
+        values[17] = json.loads(values[17]) if values[17] else []
+        return RunInfo(*values)
+
+    def list_runs(self, dataset_id: int | None = None) -> list[RunInfo]:
+        """Return runs, newest first (of one dataset when given)."""
+        sql = f"SELECT {self._RUN_COLUMNS} FROM runs"
+        params: list[Any] = []
+        if dataset_id is not None:
+            sql += " WHERE dataset_id = ?"
+            params.append(dataset_id)
+        rows = self._cursor().execute(sql + " ORDER BY run_id DESC", params).fetchall()
+        return [self._run_from_row(r) for r in rows]
+
+    def get_run(self, run_id: int | None = None) -> RunInfo:
+        """Return a run by id, or the newest finished run when ``run_id`` is None.
+
+        Raises:
+            WorkbenchError: no such run, or no finished run yet.
+        """
+        if run_id is None:
+            rows = self._cursor().execute(
+                f"SELECT {self._RUN_COLUMNS} FROM runs WHERE status = 'done' "
+                "ORDER BY run_id DESC LIMIT 1"
+            ).fetchall()
+            if not rows:
+                raise WorkbenchError(
+                    f"workspace {self.path} has no finished mining run yet; run "
+                    "python -m core mine first"
+                )
+            return self._run_from_row(rows[0])
+        rows = self._cursor().execute(
+            f"SELECT {self._RUN_COLUMNS} FROM runs WHERE run_id = ?", [run_id]
+        ).fetchall()
+        if not rows:
+            raise WorkbenchError(f"workspace {self.path} has no run {run_id}")
+        return self._run_from_row(rows[0])
+
+    def run_candidates(self, run_id: int) -> pd.DataFrame:
+        """Return a run's candidate pool joined with texts, hashes and each pair's latest decision."""
+        return self._cursor().execute(
+            """
+            SELECT c.query_id, c.doc_id, c.rank, c.score, c.pos_score, c.lexical_score, c.source,
+                   c.eligible, c.selected, q.text_hash AS query_hash, d.text_hash AS doc_hash,
+                   l.label AS decision
+            FROM candidates c
+            JOIN runs r ON r.run_id = c.run_id
+            JOIN queries q ON q.dataset_id = r.dataset_id AND q.query_id = c.query_id
+            JOIN documents d ON d.dataset_id = r.dataset_id AND d.doc_id = c.doc_id
+            LEFT JOIN latest_decisions l ON l.query_hash = q.text_hash AND l.doc_hash = d.text_hash
+            WHERE c.run_id = ?
+            ORDER BY c.query_id, c.rank NULLS LAST, c.score DESC
+            """,
+            [run_id],
+        ).df()
+
+    # -- decisions ------------------------------------------------------------------------------
+    def record_decision(
+        self,
+        query_hash: str,
+        doc_hash: str,
+        label: str,
+        annotator: str,
+        query_id: str | None = None,
+        doc_id: str | None = None,
+        dataset: str | None = None,
+        note: str | None = None,
+    ) -> int:
+        """Append a decision to the log and return its id.
+
+        Raises:
+            WorkbenchError: unknown label or empty annotator name.
+        """
+        if label not in LABELS:
+            raise WorkbenchError(f"label {label!r} is not one of {', '.join(LABELS)}")
+        if not annotator or not annotator.strip():
+            raise WorkbenchError("an annotator name is required to record a decision")
+        with self._transaction() as cur:
+            decision_id = cur.execute("SELECT nextval('decision_seq')").fetchone()[0]
+            cur.execute(
+                "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [decision_id, query_hash, doc_hash, query_id, doc_id, dataset, label,
+                 annotator.strip(), _now(), note],
+            )
+        return decision_id
+
+    def retract_last_decision(self, annotator: str) -> Decision | None:
+        """Undo the annotator's newest live decision (appends a retraction); None if nothing to undo."""
+        with self._transaction() as cur:
+            row = cur.execute(
+                "SELECT * FROM decisions WHERE annotator = ? AND decision_id NOT IN "
+                "(SELECT decision_id FROM retractions) ORDER BY decision_id DESC LIMIT 1",
+                [annotator.strip()],
+            ).fetchone()
+            if row is None:
+                return None
+            cur.execute(
+                "INSERT INTO retractions VALUES (?, ?, ?)", [row[0], annotator.strip(), _now()]
+            )
+        return Decision(*row)
+
+    def latest_decisions(self) -> list[Decision]:
+        """Return each pair's latest live decision."""
+        rows = self._cursor().execute(
+            "SELECT * FROM latest_decisions ORDER BY decision_id"
+        ).fetchall()
+        return [Decision(*r) for r in rows]
+
+    def decision_log(self) -> list[Decision]:
+        """Return every decision ever recorded (retracted ones included), oldest first."""
+        rows = self._cursor().execute("SELECT * FROM decisions ORDER BY decision_id").fetchall()
+        return [Decision(*r) for r in rows]
