@@ -1,0 +1,432 @@
+"""Export a finished mining run as training data, with annotators' decisions applied.
+
+Negatives per query come from the run's candidate pool (``ExportOptions``, ``_choose_negatives``),
+are laid out in one of the FORMATS and written atomically as JSONL, Parquet or CSV, followed by
+``<out>.manifest.json`` (run, options, counts, the data file's SHA-256).
+
+Formats use sentence-transformers' names: its dataset formats
+(https://sbert.net/docs/sentence_transformer/training_overview.html#dataset-format) and the
+``output_format`` of ``util.mine_hard_negatives``
+(https://sbert.net/docs/package_reference/util.html#sentence_transformers.util.mine_hard_negatives),
+plus FlagEmbedding's fine-tuning JSONL ({"query", "pos", "neg", "pos_scores", "neg_scores",
+"prompt"}; https://github.com/FlagOpen/FlagEmbedding, examples/finetune).
+
+Scores are the run model's query-document similarity: higher means closer to the query. The store
+keeps no score per (query, positive): a positive's score is the candidate rows' ``pos_score`` of its
+query (the score of the query's lowest-scoring positive), or None for a query without candidates; a
+promoted false negative keeps its own candidate score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import secrets
+import warnings
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.errors import WorkbenchError
+from core.store import RunInfo, Store
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How a run becomes training rows.
+
+    Attributes:
+        format: one of FORMATS.
+        apply_decisions: honour annotators' latest labels: pairs marked false negative or unsure
+            are never negatives; reviewed hard negatives come first, then the run's selection,
+            then eligible candidates refill up to ``num_negatives``. False: the run's selection
+            only.
+        promote_false_negatives: RLHN-style relabelling: pairs marked false negative become extra
+            positives of their query (needs apply_decisions).
+        include_scores: add score columns (flag-embedding always carries scores).
+        only_reviewed: negatives only from reviewed hard negatives (needs apply_decisions).
+        num_negatives: negatives per query; None takes the run's num_negatives.
+    """
+
+    format: str
+    apply_decisions: bool = True
+    promote_false_negatives: bool = False
+    include_scores: bool = False
+    only_reviewed: bool = False
+    num_negatives: int | None = None
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """A written export: ``queries`` counts the queries present in the file; ``counts`` says what
+    each rule kept or removed (see ``COUNT_KEYS``)."""
+
+    path: Path
+    manifest_path: Path
+    rows: int
+    queries: int
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """The chosen texts in long form. ``queries``: query_id, text, pos_score, q_order (export
+    order); ``positives``/``negatives``: query_id, q_order, doc_id, text, score, idx (1-based;
+    positives: the dataset's by doc_id, then promoted false negatives; negatives: choice order)."""
+
+    queries: pd.DataFrame
+    positives: pd.DataFrame
+    negatives: pd.DataFrame
+    num_negatives: int
+    prompt: str
+
+
+@dataclass(frozen=True)
+class FormatRows:
+    """One format's rows: ``dropped`` rows could not be formed; ``queries`` appear in ``frame``."""
+
+    frame: pd.DataFrame
+    dropped: int
+    queries: int
+
+
+# queries: the run's queries (those with a positive); queries_short: fewer than k negatives;
+# *_excluded: distinct pool pairs removed (dataset positives are never negatives); rows_dropped:
+# rows a format could not form (n-tuple: short queries; lists: queries without negatives).
+COUNT_KEYS = (
+    "queries", "queries_short", "false_negatives_excluded", "unsure_excluded",
+    "positives_excluded", "reviewed_hard_negatives_used", "refilled", "promoted_positives",
+    "rows", "rows_dropped",
+)
+# Decisions that keep a pair out of the negatives, and the count that reports them.
+_EXCLUDED = {"false_negative": "false_negatives_excluded", "unsure": "unsure_excluded"}
+
+
+# -- choosing ------------------------------------------------------------------------------------
+def _choose_negatives(pool: pd.DataFrame, options: ExportOptions, k: int,
+                      counts: dict[str, int]) -> pd.DataFrame:
+    """Rank each query's usable candidates by tier (0 reviewed, 1 selected, 2 refill), keep k."""
+    decision = pool["decision"]
+    if options.apply_decisions:
+        for label, key in _EXCLUDED.items():
+            pairs = pool.loc[decision.eq(label), ["query_id", "doc_id"]].drop_duplicates()
+            counts[key] = len(pairs)
+        usable = ~decision.isin(list(_EXCLUDED))
+        tier = np.select([decision.eq("hard_negative"), pool["selected"].astype(bool),
+                          pool["eligible"].astype(bool)], [0, 1, 2], default=3)
+        keep = usable & (tier == 0 if options.only_reviewed else tier < 3)
+    else:
+        tier = np.where(pool["selected"].astype(bool), 1, 3)
+        keep = tier == 1
+    ranked = pool.assign(tier=tier)[keep]
+    # Reviewed hard negatives are ordered by score alone; the others by rank, then score.
+    rank_key = ranked["rank"].astype("Float64").where(ranked["tier"] > 0, 0.0)
+    ranked = ranked.assign(rank_key=rank_key)
+    ranked = ranked.sort_values(["q_order", "tier", "rank_key", "score", "doc_id"],
+                                ascending=[True, True, True, False, True], na_position="last",
+                                kind="stable").drop_duplicates(["query_id", "doc_id"])
+    chosen = ranked.groupby("query_id", sort=False).head(k).copy()
+    chosen["idx"] = chosen.groupby("query_id", sort=False).cumcount() + 1
+    counts["reviewed_hard_negatives_used"] = int((chosen["tier"] == 0).sum())
+    counts["refilled"] = int((chosen["tier"] == 2).sum())
+    return chosen[["query_id", "q_order", "doc_id", "score", "idx"]]
+
+
+def _choose_positives(positives: pd.DataFrame, pool: pd.DataFrame, queries: pd.DataFrame,
+                      promote: bool, counts: dict[str, int]) -> pd.DataFrame:
+    """The dataset's positives of the run's queries, plus promoted false negatives when asked."""
+    pos = positives[["query_id", "doc_id"]].drop_duplicates().merge(
+        queries[["query_id", "q_order", "pos_score"]], on="query_id"
+    ).rename(columns={"pos_score": "score"}).assign(tier=0)
+    if promote:
+        promoted = pool[pool["decision"].eq("false_negative")].sort_values(
+            ["q_order", "score", "doc_id"], ascending=[True, False, True], kind="stable"
+        ).drop_duplicates(["query_id", "doc_id"])
+        counts["promoted_positives"] = len(promoted)
+        pos = pd.concat([pos, promoted[["query_id", "doc_id", "q_order", "score"]].assign(tier=1)])
+    pos = pos.sort_values(["q_order", "tier"], kind="stable")
+    pos["idx"] = pos.groupby("query_id", sort=False).cumcount() + 1
+    return pos[["query_id", "q_order", "doc_id", "score", "idx"]]
+
+
+def _plan(store: Store, run: RunInfo, options: ExportOptions) -> tuple[ExportPlan, dict]:
+    """Choose positives and negatives for every query of the run (queries with a positive)."""
+    counts = dict.fromkeys(COUNT_KEYS, 0)
+    k = options.num_negatives or run.num_negatives
+    queries = store.dataset_frame(run.dataset_id, "queries")
+    positives = store.dataset_frame(run.dataset_id, "positives")
+    documents = store.dataset_frame(run.dataset_id, "documents")
+    pool = store.run_candidates(run.run_id).astype({"score": float, "pos_score": float})
+
+    queries = queries.loc[queries["query_id"].isin(positives["query_id"]), ["query_id", "text"]]
+    queries = queries.reset_index(drop=True).assign(q_order=lambda f: np.arange(len(f)))
+    queries["pos_score"] = queries["query_id"].map(pool.groupby("query_id")["pos_score"].first())
+    pool = pool.merge(queries[["query_id", "q_order"]], on="query_id")
+    pairs = pd.MultiIndex.from_frame(pool[["query_id", "doc_id"]])
+    is_positive = pairs.isin(pd.MultiIndex.from_frame(positives[["query_id", "doc_id"]]))
+    counts["positives_excluded"] = len(pairs[is_positive].unique())
+    pool = pool[~is_positive]
+
+    negatives = _choose_negatives(pool, options, k, counts)
+    pos = _choose_positives(positives, pool, queries, options.promote_false_negatives, counts)
+    doc_text = documents.set_index("doc_id")["text"]
+    negatives = negatives.assign(text=negatives["doc_id"].map(doc_text))
+    pos = pos.assign(text=pos["doc_id"].map(doc_text))
+    per_query = negatives.groupby("query_id").size().reindex(queries["query_id"], fill_value=0)
+    counts["queries"] = len(queries)
+    counts["queries_short"] = int((per_query < k).sum())
+    return ExportPlan(queries, pos, negatives, k, run.query_prompt), counts
+
+
+# -- formats -------------------------------------------------------------------------------------
+def _anchor(plan: ExportPlan, query_ids: pd.Series) -> np.ndarray:
+    return query_ids.map(plan.queries.set_index("query_id")["text"]).to_numpy()
+
+
+def _score_list(scores: pd.Series) -> list[float | None]:
+    return [None if pd.isna(s) else float(s) for s in scores]
+
+
+def _triplet(plan: ExportPlan, include_scores: bool) -> FormatRows:
+    """anchor, positive, negative: one row per (query, positive, negative)."""
+    t = plan.positives.merge(plan.negatives, on=["query_id", "q_order"], suffixes=("_pos", "_neg"))
+    t = t.sort_values(["q_order", "idx_pos", "idx_neg"], kind="stable")
+    out = pd.DataFrame({"anchor": _anchor(plan, t["query_id"]),
+                        "positive": t["text_pos"].to_numpy(), "negative": t["text_neg"].to_numpy()})
+    if include_scores:
+        out["positive_score"] = t["score_pos"].to_numpy(dtype=float)
+        out["negative_score"] = t["score_neg"].to_numpy(dtype=float)
+    return FormatRows(out, 0, t["query_id"].nunique())
+
+
+def _n_tuple(plan: ExportPlan, include_scores: bool) -> FormatRows:
+    """anchor, positive, negative_1..negative_n: one row per (query, positive); queries with fewer
+    than n negatives are dropped, as sentence-transformers does."""
+    neg = plan.negatives
+    counts = neg.groupby("query_id").size()
+    full = counts[counts >= plan.num_negatives].index
+    kept = plan.positives[plan.positives["query_id"].isin(full)]
+    out = pd.DataFrame({"anchor": _anchor(plan, kept["query_id"]),
+                        "positive": kept["text"].to_numpy()})
+    columns = [("text", "")] + ([("score", "_score")] if include_scores else [])
+    for field, suffix in columns:
+        for i in range(1, plan.num_negatives + 1):
+            at_i = neg[neg["idx"] == i].set_index("query_id")[field]
+            out[f"negative_{i}{suffix}"] = kept["query_id"].map(at_i).to_numpy()
+    return FormatRows(out, len(plan.positives) - len(kept), kept["query_id"].nunique())
+
+
+def _labeled_long(plan: ExportPlan) -> pd.DataFrame:
+    both = pd.concat([plan.positives.assign(label=1), plan.negatives.assign(label=0)])
+    return both.sort_values(["q_order", "label", "idx"], ascending=[True, False, True],
+                            kind="stable")
+
+
+def _labeled_pair(plan: ExportPlan, include_scores: bool) -> FormatRows:
+    """anchor, positive, label (1 positive, 0 negative): one row per (query, document)."""
+    t = _labeled_long(plan)
+    out = pd.DataFrame({"anchor": _anchor(plan, t["query_id"]), "positive": t["text"].to_numpy(),
+                        "label": t["label"].to_numpy(dtype=np.int64)})
+    if include_scores:
+        out["score"] = t["score"].to_numpy(dtype=float)
+    return FormatRows(out, 0, t["query_id"].nunique())
+
+
+def _labeled_list(plan: ExportPlan, include_scores: bool) -> FormatRows:
+    """anchor, positive (texts: positives then negatives), labels: one row per query; a query
+    without negatives has nothing to contrast and is dropped."""
+    t = _labeled_long(plan)
+    t = t[t["query_id"].isin(plan.negatives["query_id"])]
+    g = t.groupby("q_order", sort=True)
+    out = pd.DataFrame({"anchor": _anchor(plan, g["query_id"].first()),
+                        "positive": g["text"].agg(list).to_numpy(),
+                        "labels": g["label"].agg(list).to_numpy()})
+    if include_scores:
+        out["scores"] = g["score"].agg(_score_list).to_numpy()
+    return FormatRows(out, len(plan.queries) - len(out), len(out))
+
+
+def _flag_embedding(plan: ExportPlan, include_scores: bool) -> FormatRows:
+    """query, pos, neg, pos_scores, neg_scores, query_id, pos_ids, neg_ids (+ prompt): one row
+    per query; a query without negatives is dropped (FlagEmbedding samples from ``neg``)."""
+    pos = plan.positives[plan.positives["query_id"].isin(plan.negatives["query_id"])]
+    gp = pos.groupby("q_order", sort=True)
+    gn = plan.negatives.groupby("q_order", sort=True)
+    query_ids = gp["query_id"].first()
+    out = pd.DataFrame({
+        "query": _anchor(plan, query_ids), "pos": gp["text"].agg(list).to_numpy(),
+        "neg": gn["text"].agg(list).to_numpy(),
+        "pos_scores": gp["score"].agg(_score_list).to_numpy(),
+        "neg_scores": gn["score"].agg(_score_list).to_numpy(), "query_id": query_ids.to_numpy(),
+        "pos_ids": gp["doc_id"].agg(list).to_numpy(), "neg_ids": gn["doc_id"].agg(list).to_numpy(),
+    })
+    if plan.prompt:
+        out["prompt"] = plan.prompt
+    return FormatRows(out, len(plan.queries) - len(out), len(out))
+
+
+FORMATS: dict[str, Callable[[ExportPlan, bool], FormatRows]] = {
+    "triplet": _triplet, "n-tuple": _n_tuple, "labeled-pair": _labeled_pair,
+    "labeled-list": _labeled_list, "flag-embedding": _flag_embedding,
+}
+
+
+# -- files ---------------------------------------------------------------------------------------
+def _plain(value: Any) -> Any:
+    """A JSON-ready value: numpy scalars and arrays unboxed, NaN as None."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    return None if value is pd.NA or isinstance(value, float) and math.isnan(value) else value
+
+
+def _write_jsonl(frame: pd.DataFrame, handle: BinaryIO) -> None:
+    """One JSON object per line, UTF-8, non-ASCII kept as is."""
+    for record in frame.to_dict(orient="records"):
+        line = json.dumps({k: _plain(v) for k, v in record.items()}, ensure_ascii=False,
+                          allow_nan=False)
+        handle.write(line.encode("utf-8") + b"\n")
+
+
+def _write_parquet(frame: pd.DataFrame, handle: BinaryIO) -> None:
+    """Parquet via pyarrow; list cells become list columns."""
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), handle)
+
+
+def _write_csv(frame: pd.DataFrame, handle: BinaryIO) -> None:
+    """CSV with a header; list cells are JSON-encoded."""
+    encoded = frame.copy()
+    for column in frame.columns:
+        if frame[column].map(lambda v: isinstance(v, list)).any():
+            encoded[column] = frame[column].map(
+                lambda v: json.dumps(_plain(v), ensure_ascii=False, allow_nan=False))
+    handle.write(encoded.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+
+
+FILE_TYPES: dict[str, Callable[[pd.DataFrame, BinaryIO], None]] = {
+    ".jsonl": _write_jsonl, ".parquet": _write_parquet, ".csv": _write_csv,
+}
+
+
+def _atomic_write(target: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a temporary file in the target's folder, fsync, rename it over the target; on any
+    failure the temporary file is removed and an existing target is left untouched."""
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if os.name == "posix":  # make the rename itself durable
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        os.fsync(dir_fd)
+        os.close(dir_fd)
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+# -- public --------------------------------------------------------------------------------------
+def _check_options(options: ExportOptions) -> None:
+    if options.format not in FORMATS:
+        raise WorkbenchError(
+            f"unknown export format {options.format!r}; expected one of {', '.join(FORMATS)}")
+    k = options.num_negatives
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise WorkbenchError(f"num_negatives must be a whole number of at least 1, not {k!r}")
+    if not options.apply_decisions and (options.promote_false_negatives or options.only_reviewed):
+        raise WorkbenchError("promote_false_negatives and only_reviewed use annotators' decisions; "
+                             "they need apply_decisions=True")
+    if options.include_scores and options.format == "flag-embedding":
+        warnings.warn("include_scores is ignored by flag-embedding, which always carries scores",
+                      stacklevel=4)
+
+
+def _build(
+    store: Store, run_id: int | None, options: ExportOptions
+) -> tuple[FormatRows, dict[str, int], RunInfo]:
+    """Check the options and the run, then choose and lay out the rows."""
+    _check_options(options)
+    run = store.get_run(run_id)
+    if run.status != "done":
+        raise WorkbenchError(
+            f"run {run.run_id} is {run.status}, not finished; only finished runs can be exported")
+    plan, counts = _plan(store, run, options)
+    rows = FORMATS[options.format](plan, options.include_scores)
+    counts["rows"] = len(rows.frame)
+    counts["rows_dropped"] = rows.dropped
+    return rows, counts, run
+
+
+def build_export(store: Store, run_id: int | None, options: ExportOptions) -> pd.DataFrame:
+    """Return the rows an export would write (for previews), counts in ``frame.attrs["counts"]``.
+
+    Args:
+        run_id: the run, or None for the newest finished run.
+
+    Raises:
+        WorkbenchError: unknown format, contradictory options, no such or unfinished run.
+    """
+    rows, counts, _ = _build(store, run_id, options)
+    frame = rows.frame
+    frame.attrs["counts"] = counts
+    return frame
+
+
+def export_run(
+    store: Store, run_id: int | None, out_path: str | Path, options: ExportOptions
+) -> ExportResult:
+    """Write a run's training rows to ``out_path`` (.jsonl, .parquet or .csv) and its manifest.
+
+    Both are written atomically: the data file first, then ``<out_path>.manifest.json``.
+
+    Args:
+        run_id: the run, or None for the newest finished run.
+
+    Raises:
+        WorkbenchError: unknown format or file type, missing folder, contradictory options, no such
+            or unfinished run, or an export without any row.
+    """
+    path = Path(out_path)
+    writer = FILE_TYPES.get(path.suffix.lower())
+    if writer is None:
+        raise WorkbenchError(f"cannot export to {path}: the file name must end in one of "
+                             f"{', '.join(FILE_TYPES)}, not {path.suffix or 'no extension'!r}")
+    if path.is_dir():
+        raise WorkbenchError(f"cannot export to {path}: it is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise WorkbenchError(f"cannot export to {path}: folder {path.parent} does not exist")
+    rows, counts, run = _build(store, run_id, options)
+    if rows.frame.empty:
+        raise WorkbenchError(
+            f"run {run.run_id} gives no {options.format} rows with these options (counts: "
+            f"{', '.join(f'{k} {v}' for k, v in counts.items())}); nothing was written")
+    _atomic_write(path, lambda handle: writer(rows.frame, handle))
+    manifest = {
+        "run_id": run.run_id, "dataset": store.get_dataset(dataset_id=run.dataset_id).name,
+        "strategy": run.strategy, "params": run.params, "model": run.model, "seed": run.seed,
+        "num_negatives": options.num_negatives or run.num_negatives, "format": options.format,
+        "options": asdict(options), "counts": counts, "path": str(path.resolve()),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sha256": _sha256(path),
+    }
+    manifest_path = path.with_name(path.name + ".manifest.json")
+    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    _atomic_write(manifest_path, lambda handle: handle.write(text.encode("utf-8")))
+    return ExportResult(path, manifest_path, len(rows.frame), rows.queries, counts)
