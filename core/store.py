@@ -371,6 +371,15 @@ class Store:
             [dataset_id],
         ).df()
 
+    def pair_hashes(self, dataset_id: int, query_id: str, doc_id: str) -> tuple[str, str] | None:
+        """Return (query hash, document hash) of a dataset's query and document, None if unknown."""
+        row = self._cursor().execute(
+            "SELECT q.text_hash, d.text_hash FROM queries q, documents d WHERE q.dataset_id = ? "
+            "AND d.dataset_id = ? AND q.query_id = ? AND d.doc_id = ?",
+            [dataset_id, dataset_id, query_id, doc_id],
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
     # -- embedding cache ------------------------------------------------------------------------
     def register_model(self, model_fp: str, name: str, dim: int) -> None:
         """Remember a model fingerprint's name and dimension (idempotent)."""

@@ -78,3 +78,75 @@ def store(workspace: Path):
 def tiny_beir(tmp_path: Path) -> Path:
     """The tiny seeded corpus as a BEIR folder with split 'train'."""
     return write_beir(tmp_path / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A small randomly initialised sentence-transformers model saved to a local folder.
+
+    Stands in for "any other model" (hub downloads cannot run here); it reuses the bundled
+    model's tokenizer so it loads offline.
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from core.embed import bundled_model_path
+
+    root = tmp_path_factory.mktemp("tiny-model")
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(bundled_model_path())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(root / "bert")
+    tokenizer.save_pretrained(root / "bert")
+    model = SentenceTransformer(modules=[Transformer(str(root / "bert"), max_seq_length=128),
+                                         Pooling(32)])
+    model.save(str(root / "st"))
+    return root / "st"
+
+
+def ingest_tiny(store, root: Path):
+    """Ingest a BEIR folder written by write_beir (split 'train')."""
+    from core.ingest import ingest
+
+    return ingest(store, root, format="beir", split="train")
+
+
+TOPICS = {
+    "astronomy": ["star", "galaxy", "telescope", "orbit", "planet", "nebula", "comet"],
+    "cooking": ["recipe", "oven", "flour", "sauce", "garlic", "simmer", "bake"],
+    "football": ["goal", "striker", "league", "referee", "penalty", "stadium", "midfield"],
+    "medicine": ["vaccine", "patient", "dose", "clinical", "symptom", "therapy", "diagnosis"],
+    "finance": ["bond", "equity", "interest", "inflation", "portfolio", "dividend", "loan"],
+    "music": ["melody", "chord", "orchestra", "tempo", "rhythm", "guitar", "concert"],
+}
+
+
+def topical_corpus(docs_per_topic: int = 10, seed: int = 0):
+    """Deterministic corpus with topic structure: (corpus, queries, qrels) for write_beir.
+
+    Each query has two labeled positives in its topic; the other docs of the topic are the
+    likeliest false negatives, docs of other topics are easy negatives.
+    """
+    import random
+
+    rng = random.Random(seed)
+    corpus, queries, qrels = {}, {}, []
+    for t, (topic, words) in enumerate(TOPICS.items()):
+        for i in range(docs_per_topic):
+            picked = rng.sample(words, 4)
+            corpus[f"{topic}-{i}"] = (f"{topic.title()} note {i}",
+                                      f"This text about {topic} mentions {', '.join(picked)}.")
+        for j in range(2):
+            qid = f"q-{topic}-{j}"
+            queries[qid] = f"question about {topic}: {' and '.join(rng.sample(words, 2))}?"
+            qrels += [(qid, f"{topic}-{2 * j}", 1), (qid, f"{topic}-{2 * j + 1}", 1)]
+    return corpus, queries, qrels
+
+
+@pytest.fixture
+def topical_beir(tmp_path: Path) -> Path:
+    corpus, queries, qrels = topical_corpus()
+    return write_beir(tmp_path / "topical", corpus=corpus, queries=queries, qrels=qrels)

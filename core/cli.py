@@ -1,0 +1,274 @@
+"""Command line: python -m core {ingest, mine, export, datasets, runs, strategies, decide, undo}.
+
+Errors a user can cause print one sentence on stderr and exit 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+from core.errors import WorkbenchError
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _strategy_help() -> str:
+    from core.mining import get_strategy, strategy_names
+
+    lines = ["strategies (--strategy) and their parameters (--param NAME=VALUE):"]
+    for name in strategy_names():
+        strategy = get_strategy(name)
+        fields = dataclasses.fields(strategy.Params)
+        params = ", ".join(f"{f.name}={f.default!r}" for f in fields) or "no parameters"
+        lines.append(f"  {name:<15} {strategy.summary}\n  {'':<15} [{params}]")
+    return "\n".join(lines)
+
+
+def _key_values(pairs: Sequence[str], flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise WorkbenchError(f"{flag} expects NAME=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+class _TqdmPhases:
+    """Drive one tqdm bar per mining phase from the core progress callback."""
+
+    def __init__(self) -> None:
+        self._bars: dict[str, Any] = {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        bar = self._bars.get(phase)
+        if bar is None:
+            bar = self._bars[phase] = tqdm(total=total, desc=phase, unit="item", file=sys.stderr)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from core.ingest import ingest
+    from core.store import Store
+
+    sources = [(f, p) for f, p in (("beir", args.beir), ("pairs", args.pairs), ("flag", args.flag),
+                                   (None, args.path)) if p]
+    if len(sources) != 1:
+        raise WorkbenchError("give exactly one of --beir DIR, --pairs FILE, --flag FILE or --path")
+    fmt, path = sources[0]
+    options: dict[str, Any] = {}
+    if args.query_column:
+        options["query_column"] = args.query_column
+    if args.positive_column:
+        options["positive_column"] = args.positive_column
+    if args.negative_columns:
+        options["negative_columns"] = [c.strip() for c in args.negative_columns.split(",")]
+    store = Store(args.workspace)
+    report = ingest(store, path, format=fmt, split=args.split, name=args.name, **options)
+    info = report.dataset
+    print(f"ingested dataset {info.name!r} (id {info.dataset_id}, {report.format}): "
+          f"{info.n_queries} queries, {info.n_documents} documents, {info.n_positives} positives")
+    for key, value in report.counts.items():
+        print(f"  {key}: {value}")
+    for warning in report.warnings:
+        print(f"  warning: {warning}")
+    return 0
+
+
+def cmd_mine(args: argparse.Namespace) -> int:
+    from core.mine import MineRequest, mine
+    from core.store import Store
+
+    store = Store(args.workspace)
+    request = MineRequest(
+        strategy=args.strategy, num_negatives=args.num_negatives,
+        params=_key_values(args.param, "--param"), dataset=args.dataset, model=args.model,
+        query_prompt=args.query_prompt, doc_prompt=args.doc_prompt, seed=args.seed,
+        pool_depth=args.pool_depth, batch_size=args.batch_size,
+    )
+    dataset = store.get_dataset(args.dataset)
+    print(f"mining dataset {dataset.name!r} with {args.strategy}", file=sys.stderr)
+    run = mine(store, request, progress=None if args.quiet else _TqdmPhases())
+    print(f"run {run.run_id}: {run.strategy} {json.dumps(run.params)} on {dataset.name!r}, "
+          f"{run.n_queries} queries, {run.num_negatives} negatives each, model {run.model}")
+    for rule, count in run.filter_counts.items():
+        print(f"  {rule}: {count}")
+    if run.short_queries:
+        shown = ", ".join(run.short_queries[:10])
+        more = "" if len(run.short_queries) <= 10 else f" and {len(run.short_queries) - 10} more"
+        print(f"  queries short of {run.num_negatives} negatives: {shown}{more}")
+    print("  timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in run.timings.items()))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from core.export import ExportOptions, export_run
+    from core.store import Store
+
+    store = Store(args.workspace)
+    options = ExportOptions(
+        format=args.format, apply_decisions=not args.ignore_decisions,
+        promote_false_negatives=args.promote_false_negatives, include_scores=args.scores,
+        only_reviewed=args.only_reviewed, num_negatives=args.num_negatives,
+    )
+    result = export_run(store, args.run, args.out, options)
+    print(f"wrote {result.rows} rows for {result.queries} queries to {result.path} "
+          f"(manifest {result.manifest_path})")
+    for key, value in result.counts.items():
+        print(f"  {key}: {value}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from core.store import Store
+
+    for d in Store(args.workspace).list_datasets(include_inactive=args.all):
+        state = "" if d.active else " (replaced)"
+        print(f"{d.dataset_id}\t{d.name}{state}\t{d.format}\t{d.n_queries} queries\t"
+              f"{d.n_documents} documents\t{d.n_positives} positives\t{d.source}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from core.store import Store
+
+    for r in Store(args.workspace).list_runs():
+        total = r.timings.get("total")
+        took = f"{total:.1f}s" if total is not None else "-"
+        print(f"{r.run_id}\t{r.status}\t{r.strategy}\t{json.dumps(r.params)}\tk={r.num_negatives}"
+              f"\t{r.n_queries or 0} queries\t{len(r.short_queries)} short\t{took}\t{r.model}")
+    return 0
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    print(_strategy_help())
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    from core.review import decide
+    from core.store import Store
+
+    decision_id = decide(Store(args.workspace), args.run, args.query, args.doc, args.label,
+                         args.annotator, args.note)
+    print(f"recorded decision {decision_id}: {args.label} for query {args.query!r}, "
+          f"document {args.doc!r}")
+    return 0
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    from core.store import Store
+
+    undone = Store(args.workspace).retract_last_decision(args.annotator)
+    if undone is None:
+        print(f"annotator {args.annotator!r} has no decision to undo")
+    else:
+        print(f"undid decision {undone.decision_id}: {undone.label} for query "
+              f"{undone.query_id!r}, document {undone.doc_id!r}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description=(
+        "Hard-negative mining workbench: ingest retrieval data, mine negatives, review, export."))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str,
+                **kwargs: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, **kwargs)
+        p.add_argument("--workspace", required=True, help="workspace DuckDB file")
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("ingest", cmd_ingest, "import a dataset into the workspace")
+    p.add_argument("--beir", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
+    p.add_argument("--pairs", help="sentence-transformers pair/triplet file (.jsonl, .csv, "
+                   ".parquet) or a Hugging Face save_to_disk folder")
+    p.add_argument("--flag", help="FlagEmbedding JSONL ({query, pos, neg})")
+    p.add_argument("--path", help="any of the above; the format is detected")
+    p.add_argument("--split", help="qrels split of a BEIR folder (e.g. train, test, labeled)")
+    p.add_argument("--name", help="dataset name (default: the folder or file name)")
+    p.add_argument("--query-column", help="pairs: the query/anchor column")
+    p.add_argument("--positive-column", help="pairs: the positive column")
+    p.add_argument("--negative-columns", help="pairs: comma-separated negative columns")
+
+    p = command("mine", cmd_mine, "mine hard negatives with a strategy",
+                epilog=_strategy_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    from core.mining import strategy_names
+
+    p.add_argument("--strategy", required=True, choices=strategy_names(), metavar="STRATEGY",
+                   help="one of: " + ", ".join(strategy_names()))
+    p.add_argument("--num-negatives", type=int, default=5, help="negatives per query (5)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a strategy parameter; repeat for several")
+    p.add_argument("--dataset", help="dataset name (default: the newest)")
+    p.add_argument("--model", help="sentence-transformers model: a local folder or hub id "
+                   "(default: the bundled all-MiniLM-L6-v2)")
+    p.add_argument("--query-prompt", default="", help="prepended to queries, e.g. 'query: '")
+    p.add_argument("--doc-prompt", default="", help="prepended to documents, e.g. 'passage: '")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pool-depth", type=int, default=100,
+                   help="candidates stored per query (100)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = command("export", cmd_export, "export a run's negatives for training")
+    from core.export import FORMATS
+
+    p.add_argument("--format", required=True, choices=sorted(FORMATS), metavar="FORMAT",
+                   help="one of: " + ", ".join(sorted(FORMATS)))
+    p.add_argument("--out", required=True, help="output file: .jsonl, .parquet or .csv")
+    p.add_argument("--run", type=int, help="run id (default: the newest finished run)")
+    p.add_argument("--num-negatives", type=int, help="negatives per query (default: the run's)")
+    p.add_argument("--ignore-decisions", action="store_true",
+                   help="export the miner's selection without annotators' decisions")
+    p.add_argument("--promote-false-negatives", action="store_true",
+                   help="add pairs marked false_negative as positives (RLHN relabeling)")
+    p.add_argument("--only-reviewed", action="store_true",
+                   help="export only negatives an annotator marked hard_negative")
+    p.add_argument("--scores", action="store_true", help="include scores")
+
+    p = command("datasets", cmd_datasets, "list datasets")
+    p.add_argument("--all", action="store_true", help="include replaced versions")
+    command("runs", cmd_runs, "list mining runs")
+    sub.add_parser("strategies", help="list mining strategies").set_defaults(
+        handler=cmd_strategies)
+
+    p = command("decide", cmd_decide, "record an annotator's decision on a candidate")
+    p.add_argument("--query", required=True, help="query id")
+    p.add_argument("--doc", required=True, help="document id")
+    p.add_argument("--label", required=True, choices=["hard_negative", "false_negative", "unsure"])
+    p.add_argument("--annotator", required=True)
+    p.add_argument("--note")
+    p.add_argument("--run", type=int, help="run whose dataset holds the ids (default: newest)")
+
+    p = command("undo", cmd_undo, "undo an annotator's last decision")
+    p.add_argument("--annotator", required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except WorkbenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (OSError, MemoryError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

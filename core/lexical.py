@@ -1,0 +1,46 @@
+"""BM25 retrieval with bm25s (lexical candidates and lexical evidence)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+class LexicalIndex:
+    """A BM25 index over documents (English stopwords removed, lower-cased)."""
+
+    def __init__(self, doc_texts: Sequence[str]) -> None:
+        import bm25s
+
+        self._bm25s = bm25s
+        corpus_tokens = bm25s.tokenize(list(doc_texts), stopwords="en", show_progress=False)
+        self._vocab = corpus_tokens.vocab
+        self._retriever = bm25s.BM25()
+        self._retriever.index(corpus_tokens, show_progress=False)
+        self.n_docs = len(doc_texts)
+
+    def _query_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        tokens = self._bm25s.tokenize(
+            list(texts), stopwords="en", return_ids=False, show_progress=False
+        )
+        return [[self._vocab[t] for t in toks if t in self._vocab] for toks in tokens]
+
+    def search(self, query_texts: Sequence[str], depth: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (scores, doc indices), each (n_queries, depth), best first."""
+        depth = min(depth, self.n_docs)
+        scores = np.zeros((len(query_texts), depth), dtype=np.float32)
+        ids = np.zeros((len(query_texts), depth), dtype=np.int64)
+        for row, token_ids in enumerate(self._query_ids(query_texts)):
+            s = self._retriever.get_scores(token_ids) if token_ids else np.zeros(self.n_docs)
+            top = np.argsort(-s, kind="stable")[:depth]
+            ids[row] = top
+            scores[row] = s[top]
+        return scores, ids
+
+    def score_pairs(self, query_text: str, doc_indices: np.ndarray) -> np.ndarray:
+        """Return the BM25 score of one query against the given documents."""
+        token_ids = self._query_ids([query_text])[0]
+        if not token_ids:
+            return np.zeros(len(doc_indices), dtype=np.float32)
+        return self._retriever.get_scores(token_ids)[doc_indices].astype(np.float32)
