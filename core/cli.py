@@ -79,7 +79,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     info = report.dataset
     print(f"ingested dataset {info.name!r} (id {info.dataset_id}, {report.format}): "
           f"{info.n_queries} queries, {info.n_documents} documents, {info.n_positives} positives")
-    for key, value in report.counts.items():
+    counts = report.counts
+    if dataclasses.is_dataclass(counts):
+        counts = dataclasses.asdict(counts)
+    for key, value in counts.items():
         print(f"  {key}: {value}")
     for warning in report.warnings:
         print(f"  warning: {warning}")
@@ -88,8 +91,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_mine(args: argparse.Namespace) -> int:
     from core.mine import MineRequest, mine
+    from core.mining import get_strategy
     from core.store import Store
 
+    get_strategy(args.strategy)
     store = Store(args.workspace)
     request = MineRequest(
         strategy=args.strategy, num_negatives=args.num_negatives,
@@ -179,8 +184,16 @@ def cmd_undo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: one sentence on stderr, exit code 1."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {self.prog}: {message}", file=sys.stderr)
+        sys.exit(1)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core", description=(
+    parser = _Parser(prog="python -m core", description=(
         "Hard-negative mining workbench: ingest retrieval data, mine negatives, review, export."))
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -207,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                 epilog=_strategy_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     from core.mining import strategy_names
 
-    p.add_argument("--strategy", required=True, choices=strategy_names(), metavar="STRATEGY",
+    p.add_argument("--strategy", required=True, metavar="STRATEGY",
                    help="one of: " + ", ".join(strategy_names()))
     p.add_argument("--num-negatives", type=int, default=5, help="negatives per query (5)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",

@@ -430,3 +430,14 @@ def export_run(
     text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
     _atomic_write(manifest_path, lambda handle: handle.write(text.encode("utf-8")))
     return ExportResult(path, manifest_path, len(rows.frame), rows.queries, counts)
+
+
+def planned_negatives(store: Store, run_id: int, num_negatives: int | None = None) -> pd.DataFrame:
+    """The (query_id, doc_id, idx) negatives a default export of the run would write now.
+
+    Decisions apply, as in an export; the review queue puts these pairs first.
+    """
+    run = store.get_run(run_id)
+    plan, _ = _plan(store, run, ExportOptions(format="flag-embedding",
+                                               num_negatives=num_negatives))
+    return plan.negatives[["query_id", "doc_id", "idx"]].reset_index(drop=True)

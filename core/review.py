@@ -1,8 +1,14 @@
-"""Annotators' decisions on candidates: recording them by id, resolved to content hashes."""
+"""Review: the queue of candidates to decide, the card for one, and recording decisions."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
+import pandas as pd
+
 from core.errors import WorkbenchError
+from core.export import planned_negatives
 from core.store import Store
 
 
@@ -28,3 +34,107 @@ def decide(
     query_hash, doc_hash = hashes
     return store.record_decision(query_hash, doc_hash, label, annotator, query_id, doc_id,
                                  dataset.name, note)
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    """Which candidates the review queue shows.
+
+    Attributes:
+        unreviewed_only: hide pairs that already have a decision.
+        query_id: only this query's candidates.
+        reason: only candidates whose suspicion reasons mention this text.
+        decided_by: only pairs this annotator decided (implies showing reviewed pairs).
+        query_ids: only these queries (e.g. a cluster's).
+    """
+
+    unreviewed_only: bool = True
+    query_id: str | None = None
+    reason: str | None = None
+    decided_by: str | None = None
+    query_ids: tuple[str, ...] | None = None
+
+
+def review_queue(
+    store: Store, run_id: int | None = None, filters: QueueFilters = QueueFilters(),
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """The candidates to review, most useful decision first.
+
+    Candidates an export would write now come first (a decision there changes the training data),
+    then the rest of the pool; within each group the most suspicious first (the run's suspicion
+    when it has been scored, otherwise the score), then the higher score. The benchmark's simulated
+    annotator and the Review page both walk this order.
+
+    Returns:
+        The pool rows (see ``Store.run_candidates``) in queue order with ``margin`` (pos - score),
+        ``would_export`` and ``priority`` added.
+    """
+    run = store.get_run(run_id)
+    pool = store.run_candidates(run.run_id)
+    planned = planned_negatives(store, run.run_id)
+    planned_pairs = pd.MultiIndex.from_frame(planned[["query_id", "doc_id"]])
+    pool["would_export"] = pd.MultiIndex.from_frame(pool[["query_id", "doc_id"]]).isin(
+        planned_pairs)
+    pool["margin"] = pool["pos_score"] - pool["score"]
+    suspicion = pool["suspicion"].astype(float)
+    pool["priority"] = suspicion.where(suspicion.notna(), pool["score"].astype(float))
+    keep = pd.Series(True, index=pool.index)
+    if filters.decided_by:
+        keep &= pool["decided_by"].eq(filters.decided_by)
+    elif filters.unreviewed_only:
+        keep &= pool["decision"].isna()
+    if filters.query_id:
+        keep &= pool["query_id"].eq(filters.query_id)
+    if filters.query_ids is not None:
+        keep &= pool["query_id"].isin(list(filters.query_ids))
+    if filters.reason:
+        keep &= pool["reasons"].fillna("").str.contains(filters.reason, regex=False)
+    queue = pool[keep].sort_values(
+        ["would_export", "priority", "score", "query_id", "doc_id"],
+        ascending=[False, False, False, True, True], kind="stable",
+    ).drop_duplicates(["query_id", "doc_id"])
+    queue = queue.reset_index(drop=True)
+    return queue if limit is None else queue.head(limit)
+
+
+@dataclass(frozen=True)
+class ReviewCard:
+    """Everything the review card shows for one candidate."""
+
+    run_id: int
+    query_id: str
+    query_text: str
+    doc_id: str
+    doc_text: str
+    positives: list[tuple[str, str]]
+    score: float
+    pos_score: float
+    margin: float
+    rank: int | None
+    suspicion: float | None
+    reasons: list[str]
+    decision: str | None
+    would_export: bool
+
+
+def review_card(store: Store, run_id: int, row: pd.Series) -> ReviewCard:
+    """Build the card for one queue row (texts of the query, candidate and positives)."""
+    run = store.get_run(run_id)
+    positives = store.dataset_frame(run.dataset_id, "positives")
+    pos_ids = positives.loc[positives["query_id"].eq(row["query_id"]), "doc_id"].tolist()
+    docs = store.lookup_texts(run.dataset_id, "documents", [row["doc_id"], *pos_ids])
+    query = store.lookup_texts(run.dataset_id, "queries", [row["query_id"]])
+    reasons = json.loads(row["reasons"]) if isinstance(row.get("reasons"), str) else []
+    rank = row.get("rank")
+    suspicion = row.get("suspicion")
+    return ReviewCard(
+        run_id=run_id, query_id=row["query_id"], query_text=query[row["query_id"]],
+        doc_id=row["doc_id"], doc_text=docs[row["doc_id"]],
+        positives=[(p, docs[p]) for p in pos_ids], score=float(row["score"]),
+        pos_score=float(row["pos_score"]), margin=float(row["pos_score"] - row["score"]),
+        rank=None if pd.isna(rank) else int(rank),
+        suspicion=None if suspicion is None or pd.isna(suspicion) else float(suspicion),
+        reasons=reasons, decision=None if pd.isna(row.get("decision")) else row["decision"],
+        would_export=bool(row.get("would_export", False)),
+    )

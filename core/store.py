@@ -107,6 +107,13 @@ MIGRATIONS: tuple[str, ...] = (
             WHERE d.decision_id NOT IN (SELECT decision_id FROM retractions)
         ) WHERE rn = 1;
     """,
+    """
+    CREATE TABLE suspicion (
+        run_id INTEGER NOT NULL, query_id VARCHAR NOT NULL, doc_id VARCHAR NOT NULL,
+        suspicion FLOAT NOT NULL, reasons VARCHAR NOT NULL, signals VARCHAR NOT NULL,
+        scorer VARCHAR NOT NULL, scored_at TIMESTAMP NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -380,6 +387,22 @@ class Store:
         ).fetchone()
         return None if row is None else (row[0], row[1])
 
+    def lookup_texts(self, dataset_id: int, table: str, ids: Sequence[str]) -> dict[str, str]:
+        """Return {id: text} for the given query ids (table 'queries') or document ids."""
+        id_column = {"queries": "query_id", "documents": "doc_id"}.get(table)
+        if id_column is None:
+            raise ValueError(f"lookup_texts reads 'queries' or 'documents', not {table!r}")
+        wanted = pd.DataFrame({"id": pd.unique(pd.Series(list(ids), dtype=str))})
+        cur = self._cursor()
+        cur.register("wanted_ids", wanted)
+        rows = cur.execute(
+            f"SELECT t.{id_column}, t.text FROM {quote_identifier(table)} t "
+            f"JOIN wanted_ids w ON w.id = t.{id_column} WHERE t.dataset_id = ?",
+            [dataset_id],
+        ).fetchall()
+        cur.unregister("wanted_ids")
+        return dict(rows)
+
     # -- embedding cache ------------------------------------------------------------------------
     def register_model(self, model_fp: str, name: str, dim: int) -> None:
         """Remember a model fingerprint's name and dimension (idempotent)."""
@@ -545,22 +568,44 @@ class Store:
         return self._run_from_row(rows[0])
 
     def run_candidates(self, run_id: int) -> pd.DataFrame:
-        """Return a run's candidate pool joined with texts, hashes and each pair's latest decision."""
+        """Return a run's candidate pool with hashes, each pair's latest decision and suspicion.
+
+        ``reasons`` (JSON list) and ``signals`` (JSON object) are NULL until the run is scored.
+        """
         return self._cursor().execute(
             """
             SELECT c.query_id, c.doc_id, c.rank, c.score, c.pos_score, c.lexical_score, c.source,
                    c.eligible, c.selected, q.text_hash AS query_hash, d.text_hash AS doc_hash,
-                   l.label AS decision
+                   l.label AS decision, l.annotator AS decided_by, s.suspicion,
+                   s.reasons, s.signals, s.scorer
             FROM candidates c
             JOIN runs r ON r.run_id = c.run_id
             JOIN queries q ON q.dataset_id = r.dataset_id AND q.query_id = c.query_id
             JOIN documents d ON d.dataset_id = r.dataset_id AND d.doc_id = c.doc_id
             LEFT JOIN latest_decisions l ON l.query_hash = q.text_hash AND l.doc_hash = d.text_hash
+            LEFT JOIN suspicion s ON s.run_id = c.run_id AND s.query_id = c.query_id
+                AND s.doc_id = c.doc_id
             WHERE c.run_id = ?
             ORDER BY c.query_id, c.rank NULLS LAST, c.score DESC
             """,
             [run_id],
         ).df()
+
+    def put_suspicion(self, run_id: int, frame: pd.DataFrame, scorer: str) -> None:
+        """Replace a run's suspicion scores (derived data) with ``frame``.
+
+        ``frame`` columns: query_id, doc_id, suspicion, reasons (JSON text), signals (JSON text).
+        """
+        rows = frame[["query_id", "doc_id", "suspicion", "reasons", "signals"]]
+        with self._transaction() as cur:
+            cur.execute("DELETE FROM suspicion WHERE run_id = ?", [run_id])
+            cur.register("new_suspicion", rows)
+            cur.execute(
+                "INSERT INTO suspicion SELECT ?, query_id, doc_id, suspicion, reasons, signals, "
+                "?, ? FROM new_suspicion",
+                [run_id, scorer, _now()],
+            )
+            cur.unregister("new_suspicion")
 
     # -- decisions ------------------------------------------------------------------------------
     def record_decision(
