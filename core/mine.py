@@ -16,6 +16,9 @@ import pandas as pd
 
 from core.embed import embed_texts, load_encoder
 from core.errors import WorkbenchError
+from core.false_negatives.base import DetectionContext
+from core.false_negatives.suspicion import Scorer, suspicion_rows
+from core.false_negatives.teacher import load_teacher
 from core.lexical import LexicalIndex
 from core.mining import (
     MiningContext, QueryPool, Selection, Strategy, get_strategy, params_dict, parse_params,
@@ -43,6 +46,8 @@ class MineRequest:
     seed: int = 0
     pool_depth: int = DEFAULT_POOL_DEPTH
     batch_size: int = 64
+    teacher: str | None = None
+    teacher_kind: str = "cross-encoder"
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class _Corpus:
     positives: list[np.ndarray]     # per query: labeled positives
     duplicate_count: int
     given: pd.DataFrame
+    query_hashes: list[str]
+    doc_hashes: list[str]
 
 
 def _load_corpus(store: Store, dataset_id: int) -> _Corpus:
@@ -80,8 +87,28 @@ def _load_corpus(store: Store, dataset_id: int) -> _Corpus:
     return _Corpus(
         queries["query_id"].tolist(), queries["text"].tolist(), documents["doc_id"].tolist(),
         documents["text"].tolist(), excluded, pos_lists, duplicates,
-        store.dataset_frame(dataset_id, "given_negatives"),
+        store.dataset_frame(dataset_id, "given_negatives"), queries["text_hash"].tolist(),
+        documents["text_hash"].tolist(),
     )
+
+
+def _decisions(store: Store, corpus: _Corpus) -> dict[tuple[int, int], str]:
+    """Latest decisions on this corpus's pairs, keyed by (query row, doc index)."""
+    latest = store.latest_decisions()
+    if not latest:
+        return {}
+    q_rows: dict[str, list[int]] = {}
+    for i, h in enumerate(corpus.query_hashes):
+        q_rows.setdefault(h, []).append(i)
+    d_rows: dict[str, list[int]] = {}
+    for i, h in enumerate(corpus.doc_hashes):
+        d_rows.setdefault(h, []).append(i)
+    out: dict[tuple[int, int], str] = {}
+    for d in latest:
+        for q in q_rows.get(d.query_hash, ()):
+            for doc in d_rows.get(d.doc_hash, ()):
+                out[(q, doc)] = d.label
+    return out
 
 
 def _rng(seed: int, query_id: str) -> np.random.Generator:
@@ -125,18 +152,23 @@ class _Pools:
         return pools
 
 
-def _select_all(
-    strategy: Strategy, params: Any, state: Any, pools: _Pools, k: int, depth: int, seed: int,
-    progress: PhaseProgress | None,
-) -> tuple[list[QueryPool], list[Selection], int]:
-    """Select for every query, widening the pools of queries left short while that can help."""
+def _initial_pools(pools: _Pools, depth: int, progress: PhaseProgress | None) -> list[QueryPool]:
     n = len(pools.corpus.query_ids)
-    all_rows = np.arange(n)
-    pool_list: list[QueryPool] = []
+    rows = np.arange(n)
+    out: list[QueryPool] = []
     for start in range(0, n, 4096):
-        pool_list.extend(pools.build(all_rows[start:start + 4096], depth))
+        out.extend(pools.build(rows[start:start + 4096], depth))
         if progress:
             progress("search", min(start + 4096, n), n)
+    return out
+
+
+def _select_all(
+    strategy: Strategy, params: Any, state: Any, pools: _Pools, pool_list: list[QueryPool],
+    k: int, depth: int, seed: int,
+) -> tuple[list[QueryPool], list[Selection], int]:
+    """Select for every query, widening the pools of queries left short while that can help."""
+    pool_list = list(pool_list)
     selections = [
         strategy.select(p, k, params, state, _rng(seed, p.query_id)) for p in pool_list
     ]
@@ -153,20 +185,24 @@ def _select_all(
         for i, pool in zip(short, pools.build(short, depth)):
             pool_list[i] = pool
             selections[i] = strategy.select(pool, k, params, state, _rng(seed, pool.query_id))
-    if progress:
-        progress("mine", n, n)
     return pool_list, selections, len(widened)
 
 
 def _candidate_frame(
     pool_list: list[QueryPool], selections: list[Selection], corpus: _Corpus, store_depth: int,
-    k: int, q_vecs: np.ndarray, d_vecs: np.ndarray,
-) -> pd.DataFrame:
+    k: int, q_vecs: np.ndarray, d_vecs: np.ndarray, scorer: Scorer,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The stored pool (top ``store_depth``, deeper where selections reach) and its suspicion."""
     parts = []
+    suspicion: dict[str, list] = {}
     doc_ids = np.asarray(corpus.doc_ids, dtype=object)
-    for pool, sel in zip(pool_list, selections):
+    for row, (pool, sel) in enumerate(zip(pool_list, selections)):
         deepest = int(sel.selected.max()) + 1 if len(sel.selected) else 0
         keep = min(len(pool), max(store_depth, deepest + k))
+        scored = scorer.score(row, pool.doc_indices, pool.scores, pool.pos_score)
+        for column, values in suspicion_rows(
+                pool.query_id, doc_ids[pool.doc_indices], scored, keep).items():
+            suspicion.setdefault(column, []).extend(values)
         chosen = np.zeros(len(pool), dtype=bool)
         chosen[sel.selected] = True
         parts.append(pd.DataFrame({
@@ -203,7 +239,7 @@ def _candidate_frame(
                 "pos_score": pos, "lexical_score": np.nan, "source": "given",
                 "eligible": False, "selected": False,
             })], ignore_index=True)
-    return frame
+    return frame, pd.DataFrame(suspicion)
 
 
 def mine(store: Store, request: MineRequest, progress: PhaseProgress | None = None) -> RunInfo:
@@ -256,15 +292,25 @@ def _execute(store, run_id, request, strategy, params, encoder, depth, progress,
                          phase("encode documents"))
     timings["encode_documents"] = time.perf_counter() - t
     t = time.perf_counter()
-    ctx = MiningContext(corpus.query_ids, corpus.query_texts, q_vecs, corpus.doc_ids,
-                        corpus.doc_texts, d_vecs, request.seed)
-    state = strategy.prepare(ctx, params)
+    decisions = _decisions(store, corpus)
+    teacher = load_teacher(request.teacher, request.teacher_kind) if request.teacher else None
     pools = _Pools(corpus, q_vecs, d_vecs, strategy.pool_source == "lexical")
+    initial = _initial_pools(pools, depth, progress)
+    scorer = Scorer(DetectionContext(
+        corpus.query_ids, corpus.query_texts, q_vecs, corpus.doc_texts, d_vecs, corpus.positives,
+        request.seed, teacher,
+    )).fit([(i, p.doc_indices, p.scores, p.pos_score) for i, p in enumerate(initial)])
+    ctx = MiningContext(corpus.query_ids, corpus.query_texts, q_vecs, corpus.doc_ids,
+                        corpus.doc_texts, d_vecs, request.seed, corpus.positives, scorer, decisions)
+    state = strategy.prepare(ctx, params)
     pool_list, selections, widened = _select_all(
-        strategy, params, state, pools, k, depth, request.seed, progress)
+        strategy, params, state, pools, initial, k, depth, request.seed)
+    if progress:
+        progress("mine", len(pool_list), len(pool_list))
     timings["search_and_mine"] = time.perf_counter() - t
     t = time.perf_counter()
-    frame = _candidate_frame(pool_list, selections, corpus, depth, k, q_vecs, d_vecs)
+    frame, suspicion = _candidate_frame(pool_list, selections, corpus, depth, k, q_vecs, d_vecs,
+                                        scorer)
     counts: dict[str, int] = {
         "positives_excluded": int(sum(len(p) for p in corpus.positives)),
         "duplicates_of_positive_excluded": corpus.duplicate_count,
@@ -279,4 +325,5 @@ def _execute(store, run_id, request, strategy, params, encoder, depth, progress,
     timings["build_pool"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     store.finish_run(run_id, frame, timings, counts, len(corpus.query_ids), short)
+    store.put_suspicion(run_id, suspicion, "cold")
     return store.get_run(run_id)

@@ -61,14 +61,17 @@ def review_queue(
 ) -> pd.DataFrame:
     """The candidates to review, most useful decision first.
 
-    Candidates an export would write now come first (a decision there changes the training data),
-    then the rest of the pool; within each group the most suspicious first (the run's suspicion
-    when it has been scored, otherwise the score), then the higher score. The benchmark's simulated
-    annotator and the Review page both walk this order.
+    First come the candidates an export would take if suspicion did not hold them back: each
+    query's k hardest candidates not marked false negative or unsure. Among them the most
+    suspicious go first (the run's suspicion, or the score before it is scored): a decision there
+    either removes a false negative or confirms a hard negative the export can then use, so
+    reviewing walks the export towards top-k hardness without its false negatives. The rest of the
+    pool follows in the same order. The benchmark's simulated annotator and the Review page both
+    walk this order.
 
     Returns:
         The pool rows (see ``Store.run_candidates``) in queue order with ``margin`` (pos - score),
-        ``would_export`` and ``priority`` added.
+        ``would_export`` (in a default export now), ``hard_set`` and ``priority`` added.
     """
     run = store.get_run(run_id)
     pool = store.run_candidates(run.run_id)
@@ -76,6 +79,10 @@ def review_queue(
     planned_pairs = pd.MultiIndex.from_frame(planned[["query_id", "doc_id"]])
     pool["would_export"] = pd.MultiIndex.from_frame(pool[["query_id", "doc_id"]]).isin(
         planned_pairs)
+    usable = pool[~pool["decision"].isin(["false_negative", "unsure"])]
+    hardest = usable.sort_values(["query_id", "score"], ascending=[True, False], kind="stable")
+    pool["hard_set"] = pool.index.isin(
+        hardest.groupby("query_id", sort=False).head(run.num_negatives).index)
     pool["margin"] = pool["pos_score"] - pool["score"]
     suspicion = pool["suspicion"].astype(float)
     pool["priority"] = suspicion.where(suspicion.notna(), pool["score"].astype(float))
@@ -91,7 +98,7 @@ def review_queue(
     if filters.reason:
         keep &= pool["reasons"].fillna("").str.contains(filters.reason, regex=False)
     queue = pool[keep].sort_values(
-        ["would_export", "priority", "score", "query_id", "doc_id"],
+        ["hard_set", "priority", "score", "query_id", "doc_id"],
         ascending=[False, False, False, True, True], kind="stable",
     ).drop_duplicates(["query_id", "doc_id"])
     queue = queue.reset_index(drop=True)

@@ -40,14 +40,14 @@ def _selected(store, run) -> pd.DataFrame:
 
 
 def test_registry_lists_the_literature_strategies():
-    assert {"top_k", "positive_aware", "rank_window", "simans", "cluster", "bm25"} <= set(
+    assert {"curated", "top_k", "positive_aware", "rank_window", "simans", "cluster", "bm25"} <= set(
         strategy_names())
 
 
 def test_registry_refuses_duplicates_and_names_valid_choices():
     with pytest.raises(ValueError, match="already registered"):
         register(get_strategy("top_k"))
-    with pytest.raises(WorkbenchError, match="unknown strategy 'nope'; choose one of top_k"):
+    with pytest.raises(WorkbenchError, match="unknown strategy .nope.; choose one of curated, top_k"):
         get_strategy("nope")
 
 

@@ -41,9 +41,11 @@ def strategy_names() -> list[str]:
 
 
 def _register_builtins() -> None:
-    from core.mining import bm25, cluster, positive_aware, rank_window, simans, top_k
+    from core.mining import (
+        bm25, cluster, curated, positive_aware, rank_window, simans, top_k,
+    )
 
-    for module in (top_k, positive_aware, rank_window, simans, cluster, bm25):
+    for module in (curated, top_k, positive_aware, rank_window, simans, cluster, bm25):
         register(module.STRATEGY)
 
 

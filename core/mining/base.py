@@ -52,7 +52,10 @@ class Selection:
 class MiningContext:
     """Corpus-level inputs a strategy may prepare from (clusters, indexes).
 
-    Rows of ``query_vectors`` align with ``query_ids``; rows of ``doc_vectors`` with ``doc_ids``.
+    Rows of ``query_vectors`` align with ``query_ids`` and ``positives`` (doc indices); rows of
+    ``doc_vectors`` with ``doc_ids``. ``suspicion`` is the run's fitted
+    ``core.false_negatives.suspicion.Scorer``; ``decisions`` maps (query row, doc index) to the
+    pair's latest annotator label.
     """
 
     query_ids: list[str]
@@ -62,6 +65,9 @@ class MiningContext:
     doc_texts: list[str]
     doc_vectors: np.ndarray
     seed: int
+    positives: list[np.ndarray] = dataclasses.field(default_factory=list)
+    suspicion: Any = None
+    decisions: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict)
 
 
 class Strategy:

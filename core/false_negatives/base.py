@@ -1,0 +1,62 @@
+"""The shared shape of false-negative detectors: one signal per candidate of a query's pool."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+@dataclass
+class DetectionContext:
+    """Corpus-level inputs detectors read, built once per run.
+
+    Rows of ``query_vectors`` align with ``query_ids``/``query_texts``/``positives`` (doc indices of
+    each query's labeled positives); rows of ``doc_vectors`` with ``doc_texts``. ``cache`` holds
+    what a detector builds once (a BM25 index, clusters, a teacher model).
+    """
+
+    query_ids: list[str]
+    query_texts: list[str]
+    query_vectors: np.ndarray
+    doc_texts: list[str]
+    doc_vectors: np.ndarray
+    positives: list[np.ndarray]
+    seed: int = 0
+    teacher: Any = None
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RawSignal:
+    """A detector's raw values for one query's candidates (higher = more suspicious).
+
+    ``decisive``: where set (not NaN), evidence strong enough on its own to put the suspicion at
+    least this high (a near-duplicate of the positive, a positive of a near-identical query).
+    ``details``: per-candidate text a reason may quote (e.g. the similar query), or None.
+    """
+
+    values: np.ndarray
+    decisive: np.ndarray | None = None
+    details: list[str | None] | None = None
+
+
+class Detector:
+    """Base class. ``weight`` is the detector's share of the cold (unlearned) suspicion; 0 keeps
+    it as evidence for reasons and for the learned model only."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    weight: ClassVar[float] = 1.0
+
+    def available(self, ctx: DetectionContext) -> bool:
+        return True
+
+    def compute(self, ctx: DetectionContext, row: int, doc_indices: np.ndarray,
+                scores: np.ndarray, pos_score: float) -> RawSignal:
+        raise NotImplementedError
+
+    def reason(self, value: float, evidence: float, detail: str | None) -> str | None:
+        """A human-readable reason when this signal speaks for the candidate being a positive."""
+        return None

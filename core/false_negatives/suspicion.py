@@ -1,0 +1,130 @@
+"""Combine detector signals into one suspicion in [0, 1] per candidate, with reasons.
+
+Cold (before any decision) each weighted signal becomes evidence: the mean of its percentile
+among all of the run's candidates and among the query's own candidates. The first keeps absolute
+information (a query whose neighbours all score high has many unlabeled positives), the second
+adapts to each query's score scale. Suspicion is the weighted mean of the evidence, raised to any
+decisive signal (a near-duplicate of the positive, a positive of a near-identical query).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.false_negatives import detector_names, get_detector
+from core.false_negatives.base import DetectionContext, Detector
+
+REASON_LIMIT = 3
+
+
+@dataclass(frozen=True)
+class PoolSuspicion:
+    """Suspicion of one query's candidates.
+
+    ``features``: per detector, its raw value, global and per-query percentile (the learned
+    model's inputs); ``reasons``: per candidate, the strongest readable reasons first.
+    """
+
+    suspicion: np.ndarray
+    features: dict[str, np.ndarray]
+    reasons: list[list[str]]
+
+
+def _percentile(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Mid-rank percentile of values within a sorted reference (ties count half)."""
+    if not len(reference):
+        return np.full(len(values), 0.5, dtype=np.float32)
+    lo = np.searchsorted(reference, values, side="left")
+    hi = np.searchsorted(reference, values, side="right")
+    return ((lo + hi) / (2.0 * len(reference))).astype(np.float32)
+
+
+class Scorer:
+    """Scores candidate pools of one run, after ``fit`` saw the run's initial pools."""
+
+    def __init__(self, ctx: DetectionContext, names: list[str] | None = None) -> None:
+        self.ctx = ctx
+        chosen = [get_detector(n) for n in (names or detector_names())]
+        self.detectors: list[Detector] = [d for d in chosen if d.available(ctx)]
+        self._global: dict[str, np.ndarray] = {}
+        self._per_query: dict[tuple[str, int], np.ndarray] = {}
+        self._cache: dict[tuple[int, int], PoolSuspicion] = {}
+        self._raw: dict[tuple[str, int, int], object] = {}
+
+    def fit(self, pools: list[tuple[int, np.ndarray, np.ndarray, float]]) -> "Scorer":
+        """Set the reference distributions from (row, doc indices, scores, pos score) pools."""
+        collected: dict[str, list[np.ndarray]] = {d.name: [] for d in self.detectors}
+        for row, docs, scores, pos in pools:
+            for det in self.detectors:
+                raw = det.compute(self.ctx, row, docs, scores, pos)
+                self._raw[(det.name, row, len(docs))] = raw
+                values = raw.values
+                collected[det.name].append(values)
+                self._per_query[(det.name, row)] = np.sort(values)
+        for name, parts in collected.items():
+            self._global[name] = np.sort(np.concatenate(parts)) if parts else np.zeros(0)
+        self._cache.clear()
+        return self
+
+    def score(self, row: int, docs: np.ndarray, scores: np.ndarray, pos: float) -> PoolSuspicion:
+        """Suspicion of one query's candidates (cached per query and pool size)."""
+        key = (row, len(docs))
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        n = len(docs)
+        weighted = np.zeros(n, dtype=np.float64)
+        total_weight = 0.0
+        floor = np.zeros(n, dtype=np.float32)
+        features: dict[str, np.ndarray] = {}
+        ranked: list[list[tuple[float, str]]] = [[] for _ in range(n)]
+        for det in self.detectors:
+            raw = self._raw.pop((det.name, row, n), None) or det.compute(
+                self.ctx, row, docs, scores, pos)
+            ref_q = self._per_query.get((det.name, row))
+            if ref_q is None:
+                ref_q = np.sort(raw.values)
+            g = _percentile(self._global.get(det.name, np.zeros(0)), raw.values)
+            q = _percentile(ref_q, raw.values)
+            evidence = (g + q) / 2
+            features[f"{det.name}"] = raw.values
+            features[f"{det.name}_global_pct"] = g
+            features[f"{det.name}_query_pct"] = q
+            if det.weight > 0:
+                weighted += det.weight * evidence
+                total_weight += det.weight
+            if raw.decisive is not None:
+                floor = np.fmax(floor, np.nan_to_num(raw.decisive, nan=0.0))
+            details = raw.details or [None] * n
+            for i in range(n):
+                text = det.reason(float(raw.values[i]), float(evidence[i]), details[i])
+                if text:
+                    strength = 2.0 if raw.decisive is not None and not np.isnan(
+                        raw.decisive[i]) else float(evidence[i])
+                    ranked[i].append((strength, text))
+        cold = weighted / total_weight if total_weight else np.zeros(n)
+        suspicion = np.clip(np.fmax(cold, floor), 0.0, 1.0).astype(np.float32)
+        reasons = [[t for _, t in sorted(r, key=lambda x: -x[0])[:REASON_LIMIT]] for r in ranked]
+        result = PoolSuspicion(suspicion, features, reasons)
+        self._cache[key] = result
+        return result
+
+
+def suspicion_rows(query_id: str, doc_ids: np.ndarray, result: PoolSuspicion,
+                   keep: int) -> dict[str, list]:
+    """Columns for ``Store.put_suspicion`` from the first ``keep`` candidates of a pool."""
+    names = list(result.features)
+    signals = [
+        json.dumps({n: round(float(result.features[n][i]), 5) for n in names})
+        for i in range(keep)
+    ]
+    return {
+        "query_id": [query_id] * keep,
+        "doc_id": list(doc_ids[:keep]),
+        "suspicion": result.suspicion[:keep].tolist(),
+        "reasons": [json.dumps(r) for r in result.reasons[:keep]],
+        "signals": signals,
+    }
