@@ -192,6 +192,40 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(1)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core.bench import BenchConfig, dumps, format_table, run_hidden_positive
+
+    try:
+        budgets = tuple(int(b) for b in args.review_budget.split(",") if b.strip())
+    except ValueError as err:
+        raise WorkbenchError(
+            f"--review-budget expects comma-separated integers, got {args.review_budget!r}"
+        ) from err
+    config = BenchConfig(
+        beir=Path(args.beir), k=args.k, budgets=budgets, learn_decisions=args.learn_decisions,
+        full_split=args.full_split, cache=Path(args.cache),
+        strategies=tuple(s.strip() for s in args.strategies.split(",")) if args.strategies else (),
+    )
+    sink = open(args.json, "w", encoding="utf-8") if args.json else None
+    try:
+        def report(row: dict) -> None:
+            line = dumps(row)
+            print(line, flush=True)
+            if sink:
+                sink.write(line + "\n")
+                sink.flush()
+
+        rows = run_hidden_positive(config, report)
+    finally:
+        if sink:
+            sink.close()
+    print()
+    print(format_table(rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m core", description=(
         "Hard-negative mining workbench: ingest retrieval data, mine negatives, review, export."))
@@ -268,6 +302,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("undo", cmd_undo, "undo an annotator's last decision")
     p.add_argument("--annotator", required=True)
+
+    p = sub.add_parser("bench", help="run a benchmark", description="run a benchmark")
+    p.add_argument("benchmark", choices=["hidden-positive"],
+                   help="hidden-positive: the protocol of BENCHMARK.md")
+    p.add_argument("--beir", required=True, help="BEIR folder with qrels/test.tsv (and "
+                   "qrels/labeled.tsv, else the labeled split is derived)")
+    p.add_argument("--k", type=int, default=5, help="negatives per query (5)")
+    p.add_argument("--review-budget", default="0,1,2,5,10",
+                   help="reviews per query for the review curve (0,1,2,5,10)")
+    p.add_argument("--learn-decisions", type=int, default=200,
+                   help="simulated decisions the learned suspicion is fit on (200; 0 skips)")
+    p.add_argument("--full-split", default="test", help="qrels split with all judgements")
+    p.add_argument("--cache", default="data/workspaces/bench-cache.duckdb",
+                   help="workspace that caches vectors between benchmark runs")
+    p.add_argument("--strategies", help="comma-separated strategies (default: all registered)")
+    p.add_argument("--json", help="also write the JSON lines to this file")
+    p.set_defaults(handler=cmd_bench)
     return parser
 
 

@@ -1,0 +1,80 @@
+"""The hidden-positive benchmark: metrics, the labeled split, and the command end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from core.cli import main
+from core.evaluation import (
+    derive_labeled_split, oracle_hardness, read_relevant, score_export, suspicion_auc,
+)
+from tests.conftest import topical_corpus, write_beir
+
+
+def test_score_export_counts_hidden_positives():
+    negatives = pd.DataFrame({"query_id": ["a", "a", "b"], "doc_id": ["x", "y", "z"],
+                              "score": [0.9, 0.5, 0.4]})
+    score = score_export(negatives, {("a", "x")}, ["a", "b", "c"], k=2)
+    assert score.fn_rate == pytest.approx(1 / 3)
+    assert score.fn_queries == pytest.approx(1 / 3)
+    assert score.hardness == pytest.approx(0.6)
+    assert score.filled == pytest.approx(1 / 3)
+
+
+def test_suspicion_auc_and_oracle():
+    pool = pd.DataFrame({"query_id": ["a"] * 4, "doc_id": list("wxyz"), "rank": [1, 2, 3, 60],
+                         "score": [0.9, 0.8, 0.7, 0.1], "suspicion": [0.9, 0.1, 0.2, 0.99]})
+    relevant = {("a", "w")}
+    assert suspicion_auc(pool, relevant) == 1.0  # rank 60 is outside the top-50 pool
+    assert oracle_hardness(pool, relevant, k=2) == pytest.approx(0.75)
+
+
+def test_derived_split_follows_the_protocol():
+    qrels = pd.DataFrame({"query_id": ["2", "2", "2", "10", "10", "3"],
+                          "doc_id": ["d2", "d1", "d3", "d9", "d8", "d1"],
+                          "grade": [2, 2, 1, 1, 0, 1]})
+    split = derive_labeled_split(qrels)
+    # Query 3 has one relevant document, query 10 has one relevant (grade 0 is not relevant).
+    assert split["query_id"].tolist() == ["2"]
+    import random
+
+    rng = random.Random(0)
+    assert split["doc_id"].tolist() == [rng.choice(["d1", "d2"])]
+
+
+def test_read_relevant_skips_header_and_grade_zero(tmp_path):
+    path = tmp_path / "q.tsv"
+    path.write_text("query-id\tcorpus-id\tscore\nq\td1\t1\nq\td2\t0\n")
+    assert read_relevant(path) == {("q", "d1")}
+
+
+def test_bench_command_end_to_end(tmp_path, capsys):
+    corpus, queries, qrels = topical_corpus(docs_per_topic=8)
+    # Full judgements: the even-numbered documents of the query's topic are relevant, so the
+    # hard candidates are a mix of hidden positives and true negatives.
+    full = [(q, d, 1) for q in queries for d in corpus
+            if d.startswith(q.split("-")[1] + "-") and int(d.split("-")[1]) % 2 == 0]
+    root = write_beir(tmp_path / "slice", corpus, queries, full, split="test")
+    labeled = pd.DataFrame(qrels, columns=["query-id", "corpus-id", "score"]).groupby(
+        "query-id").head(1)
+    labeled.to_csv(root / "qrels" / "labeled.tsv", sep="\t", index=False)
+    out = tmp_path / "rows.jsonl"
+    code = main(["bench", "hidden-positive", "--beir", str(root), "--k", "3",
+                 "--review-budget", "0,2", "--learn-decisions", "80",
+                 "--strategies", "curated,top_k", "--cache", str(tmp_path / "cache.duckdb"),
+                 "--json", str(out)])
+    assert code == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    methods = {r["method"] for r in rows if r["kind"] == "strategy"}
+    assert {"curated", "top_k", "st-TopK-PercPos 0.95", "st-FlagEmbedding 10-210"} <= methods
+    cold = [r for r in rows if r["kind"] == "suspicion" and r["method"] == "cold"]
+    assert cold and 0.0 <= cold[0]["roc_auc"] <= 1.0
+    curve = [r for r in rows if r["kind"] == "review"]
+    assert [r["reviews_per_query"] for r in curve] == [0, 2]
+    assert curve[1]["decisions"] == 2 * 12
+    assert curve[1]["fn_rate"] <= curve[0]["fn_rate"]
+    printed = capsys.readouterr().out
+    assert "fn_rate" in printed and "suspicion (cold)" in printed
