@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.errors import WorkbenchError
-from core.store import Store
+from core.store import LABELS, Store
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,18 @@ def workspace_summary(path: str | Path) -> WorkspaceSummary:
         "short": len(r.short_queries), "model": r.model,
         "seconds": round(r.timings.get("total", 0.0), 1),
     } for r in store.list_runs()])
-    log = store.latest_decisions()
-    annotators = pd.DataFrame([{"annotator": d.annotator, "label": d.label} for d in log])
-    if annotators.empty:
-        annotators = pd.DataFrame(columns=["annotator", "decisions"])
-    else:
-        annotators = annotators.groupby("annotator").size().rename("decisions").reset_index()
+    annotators = _annotator_counts(store)
     return WorkspaceSummary(datasets, runs, annotators)
+
+
+def _annotator_counts(store: Store) -> pd.DataFrame:
+    """Per annotator: live decisions (their latest per pair) in total and per label."""
+    decisions = store.annotator_decisions()
+    columns = ["annotator", "decisions", *LABELS]
+    if decisions.empty:
+        return pd.DataFrame(columns=columns)
+    counts = decisions.pivot_table(index="annotator", columns="label", values="decision_id",
+                                   aggfunc="count", fill_value=0).reindex(columns=list(LABELS),
+                                                                          fill_value=0)
+    counts.insert(0, "decisions", counts.sum(axis=1))
+    return counts.reset_index()[columns]

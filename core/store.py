@@ -663,3 +663,35 @@ class Store:
         """Return every decision ever recorded (retracted ones included), oldest first."""
         rows = self._cursor().execute("SELECT * FROM decisions ORDER BY decision_id").fetchall()
         return [Decision(*r) for r in rows]
+
+    def annotator_decisions(self) -> pd.DataFrame:
+        """Return each annotator's latest live decision per pair (for progress and agreement).
+
+        Columns: query_hash, doc_hash, query_id, doc_id, annotator, label, decision_id.
+        """
+        return self._cursor().execute(
+            """
+            SELECT query_hash, doc_hash, query_id, doc_id, annotator, label, decision_id
+            FROM (
+                SELECT d.*, row_number() OVER (PARTITION BY d.query_hash, d.doc_hash, d.annotator
+                                               ORDER BY d.decision_id DESC) AS rn
+                FROM decisions d
+                WHERE d.decision_id NOT IN (SELECT decision_id FROM retractions)
+            ) WHERE rn = 1
+            ORDER BY decision_id
+            """
+        ).df()
+
+    def annotation_version(self, run_id: int) -> str:
+        """Return a token that changes whenever decisions or the run's suspicion scores change.
+
+        Pages key their cached frames on it (with the run id), so a decision invalidates them.
+        """
+        row = self._cursor().execute(
+            "SELECT (SELECT coalesce(max(decision_id), 0) FROM decisions), "
+            "(SELECT count(*) FROM retractions), "
+            "(SELECT count(*) FROM suspicion WHERE run_id = ?), "
+            "(SELECT max(scored_at) FROM suspicion WHERE run_id = ?)",
+            [run_id, run_id],
+        ).fetchone()
+        return "/".join(str(v) for v in row)

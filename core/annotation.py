@@ -1,0 +1,99 @@
+"""Annotation progress per annotator and agreement between annotators on the same pairs.
+
+Decisions are keyed by the texts' content hashes; each annotator's latest live decision per pair
+counts (a retracted decision does not). "Overall" counts a pair once, by its latest decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import pandas as pd
+
+from core.store import LABELS, Store
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far the review of one run is.
+
+    Attributes:
+        table: annotator (or "overall"), decided (pairs of the run's pool), of selected (of the
+            run's selected negatives), then one column per label.
+        pool_pairs: distinct pairs in the run's pool; selected_pairs: the run's selected negatives.
+    """
+
+    table: pd.DataFrame
+    pool_pairs: int
+    selected_pairs: int
+
+
+def _row(name: str, decided: pd.DataFrame, selected: set[tuple[str, str]]) -> dict[str, object]:
+    pairs = set(zip(decided["query_hash"], decided["doc_hash"]))
+    row: dict[str, object] = {"annotator": name, "decided": len(pairs),
+                              "of selected": len(pairs & selected)}
+    for label in LABELS:
+        row[label] = int(decided["label"].eq(label).sum())
+    return row
+
+
+def review_progress(store: Store, run_id: int) -> Progress:
+    """Decisions on the run's candidate pairs, per annotator and overall."""
+    pool = store.run_candidates(store.get_run(run_id).run_id).drop_duplicates(
+        ["query_hash", "doc_hash"])
+    keys = pool[["query_hash", "doc_hash"]]
+    selected = set(zip(pool.loc[pool["selected"], "query_hash"],
+                       pool.loc[pool["selected"], "doc_hash"]))
+    mine = store.annotator_decisions().merge(keys, on=["query_hash", "doc_hash"])
+    rows = [_row(name, group, selected) for name, group in mine.groupby("annotator")]
+    overall = pool.dropna(subset=["decision"]).rename(columns={"decision": "label"})
+    rows.append(_row("overall", overall, selected))
+    columns = ["annotator", "decided", "of selected", *LABELS]
+    return Progress(pd.DataFrame(rows, columns=columns), len(pool), len(selected))
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Agreement between annotators who labeled the same pairs.
+
+    Attributes:
+        pairs: annotator a, annotator b, shared (pairs both labeled), agreed, agreement (fraction),
+            kappa (Cohen's kappa; NaN when undefined: a single label throughout).
+        disagreements: query_id, doc_id, and each annotator's label, for pairs labeled differently.
+    """
+
+    pairs: pd.DataFrame
+    disagreements: pd.DataFrame
+
+
+def _kappa(a: pd.Series, b: pd.Series) -> float:
+    observed = float((a.to_numpy() == b.to_numpy()).mean())
+    pa, pb = a.value_counts(normalize=True), b.value_counts(normalize=True)
+    expected = float(sum(pa.get(label, 0.0) * pb.get(label, 0.0) for label in LABELS))
+    return float("nan") if expected >= 1.0 else (observed - expected) / (1.0 - expected)
+
+
+def agreement(store: Store) -> Agreement:
+    """Pairwise agreement (fraction and Cohen's kappa) over pairs labeled by both annotators."""
+    decisions = store.annotator_decisions()
+    wide = decisions.pivot_table(index=["query_hash", "doc_hash"], columns="annotator",
+                                 values="label", aggfunc="first")
+    ids = decisions.drop_duplicates(["query_hash", "doc_hash"]).set_index(
+        ["query_hash", "doc_hash"])[["query_id", "doc_id"]]
+    rows = []
+    for a, b in combinations(sorted(wide.columns), 2):
+        both = wide[[a, b]].dropna()
+        if both.empty:
+            continue
+        agreed = int((both[a] == both[b]).sum())
+        rows.append({"annotator a": a, "annotator b": b, "shared": len(both), "agreed": agreed,
+                     "agreement": agreed / len(both), "kappa": _kappa(both[a], both[b])})
+    pairs = pd.DataFrame(rows, columns=["annotator a", "annotator b", "shared", "agreed",
+                                        "agreement", "kappa"])
+    labeled = wide.notna().sum(axis=1) > 1
+    differing = wide[labeled].apply(lambda r: r.dropna().nunique() > 1, axis=1) if labeled.any() \
+        else pd.Series(dtype=bool)
+    disagreements = wide[labeled][differing.astype(bool)] if len(differing) else wide.iloc[0:0]
+    disagreements = ids.join(disagreements, how="inner").reset_index(drop=True)
+    return Agreement(pairs, disagreements)

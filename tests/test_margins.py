@@ -1,0 +1,57 @@
+"""Margins of a run's negatives and the what-if filters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.errors import WorkbenchError
+from core.margins import WhatIf, margin_frame, positive_scores, what_if
+from tests.synthetic import synthetic_workspace
+
+
+@pytest.fixture
+def mined(store, tmp_path):
+    return synthetic_workspace(store, tmp_path / "tiny", k=2)
+
+
+def test_margin_is_positive_minus_negative(store, mined):
+    frame = margin_frame(store, mined.run_id)
+    assert len(frame) == int(mined.candidates["selected"].sum())
+    assert np.allclose(frame["margin"], frame["pos_score"] - frame["score"])
+    whole = margin_frame(store, mined.run_id, selected_only=False)
+    assert len(whole) == len(mined.candidates)
+    assert positive_scores(frame)["query_id"].tolist() == ["q1", "q2", "q3", "q4"]
+
+
+def test_no_filter_drops_nothing(store, mined):
+    result = what_if(store, mined.run_id, WhatIf())
+    assert (result.selected_dropped, result.pool_dropped, result.queries_short) == (0, 0, 0)
+    assert result.rules.empty and result.k == 2 and result.queries == 4
+
+
+def test_max_score_counts_match_the_pool(store, mined):
+    threshold = 0.5
+    result = what_if(store, mined.run_id, WhatIf(max_score=threshold))
+    pool = mined.candidates
+    over = pool["score"] > threshold
+    assert result.pool_dropped == int(over.sum())
+    assert result.selected_dropped == int((over & pool["selected"]).sum())
+    assert result.queries_affected == pool.loc[over & pool["selected"], "query_id"].nunique()
+    assert result.rules.iloc[0]["pool dropped"] == int(over.sum())
+
+
+def test_a_filter_that_drops_everything_leaves_every_query_short(store, mined):
+    result = what_if(store, mined.run_id, WhatIf(absolute_margin=5.0))
+    assert result.pool_dropped == result.pool
+    assert result.queries_short == result.queries == 4
+
+
+def test_relative_margin_and_unscored_suspicion(store, mined):
+    pool = mined.candidates
+    result = what_if(store, mined.run_id, WhatIf(relative_margin=0.95, suspicion_threshold=0.5))
+    assert result.pool_dropped == int((pool["score"] > 0.95 * pool["pos_score"]).sum())
+    rules = dict(zip(result.rules["rule"], result.rules["pool dropped"]))
+    assert rules["suspicion at least 0.5"] == 0  # the synthetic run is not scored
+    with pytest.raises(WorkbenchError, match="relative margin"):
+        what_if(store, mined.run_id, WhatIf(relative_margin=0.0))
