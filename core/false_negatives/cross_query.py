@@ -7,6 +7,9 @@ import numpy as np
 from core.false_negatives.base import DetectionContext, Detector, RawSignal
 
 DECISIVE_QUERY_SIMILARITY = 0.9
+# Below this cosine the other query is not "similar" enough to name in a reason (the raw value
+# still feeds the learned model).
+REASON_QUERY_SIMILARITY = 0.5
 
 
 class CrossQuery(Detector):
@@ -49,7 +52,7 @@ class CrossQuery(Detector):
         return RawSignal(values, decisive.astype(np.float32), details)
 
     def reason(self, value: float, evidence: float, detail: str | None) -> str | None:
-        if value <= 0 or detail is None:
+        if value < REASON_QUERY_SIMILARITY or detail is None:
             return None
         shown = detail if len(detail) <= 80 else detail[:77] + "..."
         return f"labeled positive of the similar query '{shown}' (cosine {value:.2f})"

@@ -1,0 +1,463 @@
+"""False-negative suspicion: registry, planted errors, storage, learning, teacher and curated.
+
+Planted-error tests follow cleanlab: put a known near-duplicate and a paraphrase of a labeled
+positive into the corpus and assert the suspicion ranks them first, an unrelated document last.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from core.errors import WorkbenchError
+from core.export import planned_negatives
+from core.false_negatives import (
+    DetectionContext, Detector, detector_names, get_detector, register,
+)
+from core.false_negatives.cross_query import REASON_QUERY_SIMILARITY
+from core.false_negatives.learning import MonotoneLogistic, learn_from_decisions, signal_matrix
+from core.false_negatives.teacher import load_teacher
+from core.mine import MineRequest, mine
+from core.mining import get_strategy, parse_params, strategy_names
+from core.mining.curated import CuratedState
+from core.store import Store
+from tests.conftest import ingest_tiny, topical_corpus, write_beir
+
+BUILTIN_DETECTORS = ["relative_score", "positive_similarity", "lexical", "cluster", "cross_query",
+                     "teacher"]
+# Parameters that make each strategy satisfiable on the 60-document topical corpus.
+STRATEGY_PARAMS = {"rank_window": {"lo": 2, "hi": 30}, "simans": {"pool": 30},
+                   "cluster": {"n_clusters": 6}}
+
+# The planted corpus: q-france's positive, a copy with one word changed, a paraphrase, an
+# unrelated document, and related fillers; two near-identical German queries whose positives are
+# candidates of each other.
+PLANTED_CORPUS = {
+    "pos": ("Paris", "Paris is the capital and largest city of France."),
+    "near": ("Paris", "Paris is the capital and biggest city of France."),
+    "para": ("French capital", "The largest city in France, Paris, is also the nation's capital."),
+    "unrelated": ("Bananas", "Bananas are rich in potassium and grow in tropical climates."),
+    "lyon": ("Lyon", "Lyon is a large city in France, known for its cuisine."),
+    "eiffel": ("Eiffel Tower", "The Eiffel Tower is a wrought-iron tower in Paris, France."),
+    "marseille": ("Marseille", "Marseille is a port city on the Mediterranean coast of France."),
+    "loire": ("Loire", "The Loire is the longest river in France."),
+    "berlin-a": ("Berlin", "Berlin is the capital of Germany and its largest city."),
+    "berlin-b": ("Berlin", "Berlin, on the river Spree, is the seat of the German government."),
+    "munich": ("Munich", "Munich is the capital of Bavaria in southern Germany."),
+}
+PLANTED_QUERIES = {
+    "q-france": "What is the capital of France?",
+    "q-germany-a": "what is the capital city of Germany",
+    "q-germany-b": "what's the capital city of Germany?",
+}
+PLANTED_QRELS = [("q-france", "pos", 1), ("q-germany-a", "berlin-a", 1),
+                 ("q-germany-b", "berlin-b", 1)]
+
+
+@contextmanager
+def _open_copy(source: Path, target_dir: Path):
+    """A Store on a copy of a closed workspace (its embedding cache and runs come along)."""
+    target_dir.mkdir(parents=True, exist_ok=True)
+    path = target_dir / "ws.duckdb"
+    shutil.copy(source, path)
+    store = Store(path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """The planted corpus ingested and mined with top_k: (store, run). No decisions are recorded."""
+    root = tmp_path_factory.mktemp("planted")
+    store = Store(root / "ws.duckdb")
+    ingest_tiny(store, write_beir(root / "beir", PLANTED_CORPUS, PLANTED_QUERIES, PLANTED_QRELS))
+    run = mine(store, MineRequest(strategy="top_k", num_negatives=3))
+    yield store, run
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def topical_ws(tmp_path_factory):
+    """A closed workspace with the topical corpus and a top_k run (pool: every non-positive).
+
+    Returns (workspace path, run id); tests open copies, so decisions never leak between them.
+    """
+    root = tmp_path_factory.mktemp("topical")
+    corpus, queries, qrels = topical_corpus()
+    path = root / "ws.duckdb"
+    with Store(path) as store:
+        ingest_tiny(store, write_beir(root / "beir", corpus, queries, qrels))
+        run = mine(store, MineRequest(strategy="top_k", num_negatives=5))
+    return path, run.run_id
+
+
+@pytest.fixture(scope="module")
+def topical_store(topical_ws, tmp_path_factory):
+    """A read-mostly copy of the topical workspace shared by the tests that record no decision."""
+    with _open_copy(topical_ws[0], tmp_path_factory.mktemp("topical-shared")) as store:
+        yield store
+
+
+@pytest.fixture(scope="module")
+def cross_encoder_dir(tmp_path_factory) -> Path:
+    """A randomly initialised one-layer BERT CrossEncoder saved to a local folder."""
+    import torch
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from core.embed import bundled_model_path
+
+    root = tmp_path_factory.mktemp("cross-encoder") / "model"
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(bundled_model_path())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+                        num_labels=1)
+    BertForSequenceClassification(config).save_pretrained(root)
+    tokenizer.save_pretrained(root)
+    CrossEncoder(str(root), device="cpu")  # it loads as a CrossEncoder before any test uses it
+    return root
+
+
+def _same_topic(frame: pd.DataFrame) -> np.ndarray:
+    """Topical-corpus truth: a candidate of the query's own topic is a false negative."""
+    return np.array([d.split("-")[0] == q.split("-")[1]
+                     for q, d in zip(frame["query_id"], frame["doc_id"])])
+
+
+def _by_pair(frame: pd.DataFrame, column: str) -> pd.Series:
+    return frame.set_index(["query_id", "doc_id"])[column]
+
+
+# -- registry and the detector contract ------------------------------------------------------------
+def test_registry_lists_the_builtin_detectors():
+    assert set(BUILTIN_DETECTORS) <= set(detector_names())
+    assert [n for n in detector_names() if n in BUILTIN_DETECTORS] == BUILTIN_DETECTORS
+
+
+def test_registry_refuses_duplicates_and_names_valid_choices():
+    with pytest.raises(ValueError, match="already registered"):
+        register(get_detector("lexical"))
+    with pytest.raises(ValueError, match="unknown detector 'nope'; choose one of relative_score, "
+                                         "positive_similarity, lexical, cluster, cross_query"):
+        get_detector("nope")
+    assert isinstance(get_detector("teacher"), Detector)
+
+
+class _StubTeacher:
+    """Scores a document by its length (deterministic, no model)."""
+
+    def score(self, query: str, docs: list[str]) -> np.ndarray:
+        return np.array([len(d) / 100 for d in docs], dtype=np.float32)
+
+
+def _synthetic_context() -> DetectionContext:
+    rng = np.random.default_rng(0)
+    docs = rng.normal(size=(20, 8)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    queries = rng.normal(size=(3, 8)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    texts = [f"document {i} about topic {i % 4} and word{i}" for i in range(20)]
+    return DetectionContext(["a", "b", "c"], ["topic 1 word3", "topic 2", "word7 topic 3"],
+                            queries, texts, docs, [np.array([0]), np.array([1, 2]), np.array([3])],
+                            seed=0, teacher=_StubTeacher())
+
+
+@pytest.mark.parametrize("name", BUILTIN_DETECTORS)
+def test_detector_contract(name):
+    """One value per candidate, finite; decisive and details align when given; deterministic."""
+    ctx = _synthetic_context()
+    detector = get_detector(name)
+    assert detector.available(ctx) and detector.weight >= 0 and detector.summary
+    docs = np.arange(4, 20)
+    scores = (ctx.doc_vectors[docs] @ ctx.query_vectors[1]).astype(np.float32)
+    raw = detector.compute(ctx, 1, docs, scores, 0.5)
+    again = detector.compute(ctx, 1, docs, scores, 0.5)
+    assert raw.values.shape == (len(docs),) and np.isfinite(raw.values).all()
+    np.testing.assert_array_equal(raw.values, again.values)
+    if raw.decisive is not None:
+        assert raw.decisive.shape == (len(docs),)
+        set_values = raw.decisive[~np.isnan(raw.decisive)]
+        assert ((set_values >= 0) & (set_values <= 1)).all()
+    if raw.details is not None:
+        assert len(raw.details) == len(docs)
+    for i, value in enumerate(raw.values):
+        text = detector.reason(float(value), 0.9, raw.details[i] if raw.details else None)
+        assert text is None or (isinstance(text, str) and text)
+
+
+def test_teacher_detector_needs_a_teacher():
+    ctx = _synthetic_context()
+    ctx.teacher = None
+    assert not get_detector("teacher").available(ctx)
+
+
+def test_positive_similarity_ranks_a_planted_duplicate_first():
+    ctx = _synthetic_context()
+    ctx.doc_vectors[10] = ctx.doc_vectors[0] + 0.01  # a near-copy of query a's positive
+    ctx.doc_vectors[10] /= np.linalg.norm(ctx.doc_vectors[10])
+    docs = np.arange(4, 20)
+    raw = get_detector("positive_similarity").compute(ctx, 0, docs, np.zeros(16, np.float32), 0.5)
+    assert docs[int(np.argmax(raw.values))] == 10
+    assert np.flatnonzero(~np.isnan(raw.decisive)).tolist() == [int(np.flatnonzero(docs == 10)[0])]
+
+
+# -- planted errors, end to end --------------------------------------------------------------------
+def test_planted_duplicate_and_paraphrase_rank_first_unrelated_last(planted):
+    store, run = planted
+    cands = store.run_candidates(run.run_id)
+    france = cands[cands.query_id == "q-france"].sort_values("suspicion", ascending=False)
+    order = france.doc_id.tolist()
+    assert order[:2] == ["near", "para"], france[["doc_id", "suspicion", "reasons"]]
+    assert order[-1] == "unrelated", france[["doc_id", "suspicion", "reasons"]]
+    reasons = dict(zip(france.doc_id, france.reasons.map(json.loads)))
+    assert any(r.startswith("near-duplicate of the positive") for r in reasons["near"])
+    assert any(r.startswith(("near-duplicate of the positive", "close to the positive"))
+               for r in reasons["para"])
+    assert not any("positive" in r for r in reasons["unrelated"])
+    # A near-duplicate is decisive: the suspicion is at least its cosine (>= 0.95).
+    assert float(france.suspicion.iloc[0]) >= 0.95
+
+
+def test_labeled_positive_of_a_near_identical_query_is_decisive(planted):
+    store, run = planted
+    cands = store.run_candidates(run.run_id)
+    row = cands[(cands.query_id == "q-germany-b") & (cands.doc_id == "berlin-a")].iloc[0]
+    assert row.suspicion >= 0.9
+    reasons = json.loads(row.reasons)
+    assert any(r.startswith("labeled positive of the similar query "
+                            "'what is the capital city of Germany'") for r in reasons), reasons
+    assert json.loads(row.signals)["cross_query"] >= 0.9
+    # A positive of a dissimilar query is not called a positive of "the similar query".
+    named = [(q, d, r) for q, d, rs in zip(cands.query_id, cands.doc_id, cands.reasons)
+             for r in json.loads(rs) if "similar query" in r]
+    assert {(q, d) for q, d, _ in named} >= {("q-germany-b", "berlin-a"),
+                                               ("q-germany-a", "berlin-b")}
+    for _, _, text in named:
+        cosine = float(re.search(r"\(cosine (-?[0-9.]+)\)$", text).group(1))
+        assert cosine >= REASON_QUERY_SIMILARITY, text
+
+
+def test_suspicion_is_bounded_and_deterministic(planted):
+    store, run = planted
+    again = mine(store, MineRequest(strategy="top_k", num_negatives=3))
+    first, second = store.run_candidates(run.run_id), store.run_candidates(again.run_id)
+    assert len(first) == len(second) and first.suspicion.between(0, 1).all()
+    pd.testing.assert_series_equal(_by_pair(first, "suspicion"), _by_pair(second, "suspicion"))
+    pd.testing.assert_series_equal(_by_pair(first, "reasons"), _by_pair(second, "reasons"))
+    pd.testing.assert_series_equal(_by_pair(first, "signals"), _by_pair(second, "signals"))
+
+
+@pytest.mark.parametrize("name", strategy_names())
+def test_every_strategy_run_stores_suspicion_for_every_candidate(topical_store, name):
+    run = mine(topical_store, MineRequest(strategy=name, num_negatives=4,
+                                          params=STRATEGY_PARAMS.get(name, {})))
+    cands = topical_store.run_candidates(run.run_id)
+    assert len(cands) and cands.suspicion.notna().all()
+    assert cands.suspicion.between(0, 1).all() and (cands.scorer == "cold").all()
+    expected = {"relative_score", "positive_similarity", "lexical", "cluster", "cross_query"}
+    for reasons, signals in zip(cands.reasons, cands.signals):
+        assert isinstance(json.loads(reasons), list)
+        keys = set(json.loads(signals))
+        assert {f"{n}{s}" for n in expected for s in ("", "_global_pct", "_query_pct")} <= keys
+        assert "teacher" not in keys
+
+
+@pytest.mark.xfail(strict=True, reason="core/mine.py scores only the searched pool: dataset-given "
+                                       "negatives outside it are stored without suspicion")
+def test_given_negatives_outside_the_pool_get_suspicion(tmp_path):
+    from core.ingest import ingest
+
+    rows = pd.DataFrame({
+        "anchor": [f"question {i} about planets and stars" for i in range(4)],
+        "positive": [f"planet {i} orbits a bright star" for i in range(4)],
+        "negative": [f"a cooking recipe number {i} with flour" for i in range(4)],
+    })
+    path = tmp_path / "triplets.jsonl"
+    rows.to_json(path, orient="records", lines=True)
+    with Store(tmp_path / "ws.duckdb") as store:
+        ingest(store, path)
+        run = mine(store, MineRequest(strategy="top_k", num_negatives=1, pool_depth=1))
+        cands = store.run_candidates(run.run_id)
+        assert (cands.source == "given").any()
+        assert cands.suspicion.notna().all()
+
+
+# -- learning from decisions -----------------------------------------------------------------------
+def test_learning_from_decisions(topical_ws, tmp_path):
+    path, run_id = topical_ws
+    with _open_copy(path, tmp_path) as store:
+        cold = store.run_candidates(run_id).reset_index(drop=True)
+        truth = _same_topic(cold)
+        fn = cold[truth].sample(25, random_state=0)
+        hn = cold[~truth].sample(25, random_state=0)
+
+        def record(frame, label):
+            for q, d in zip(frame.query_hash, frame.doc_hash):
+                store.record_decision(q, d, label, "bot")
+
+        record(fn.iloc[:19], "false_negative")
+        record(hn, "hard_negative")
+        with pytest.raises(WorkbenchError, match=(
+                r"learning needs at least 20 false-negative and 20 hard-negative decisions on "
+                rf"run {run_id}; it has 19 and 25")):
+            learn_from_decisions(store, run_id)
+        record(fn.iloc[19:], "false_negative")
+
+        before = store.run_candidates(run_id)
+        report = learn_from_decisions(store, run_id)
+        after = store.run_candidates(run_id)
+        assert (report.false_negatives, report.hard_negatives) == (25, 25)
+        assert isinstance(report.cv_auc, float) and 0.0 <= report.cv_auc <= 1.0
+        assert report.rescored == len(cold) and "positive_similarity" in report.features
+        assert (after.scorer == "learned").all() and after.suspicion.between(0, 1).all()
+        assert after.reasons.map(lambda r: json.loads(r)[0]).str.startswith(
+            "model learned from 50 decisions").all()
+
+        decided = after.decision.notna().to_numpy()
+        held = ~decided
+        assert held.sum() == len(cold) - 50
+        cold_auc = roc_auc_score(truth[held], cold.suspicion[held])
+        learned_auc = roc_auc_score(truth[held], after.suspicion[held])
+        assert learned_auc >= cold_auc - 1e-9
+
+        # Undecided candidates: the model fitted on every decision. Decided ones: out-of-fold
+        # predictions, which differ from what the in-sample fit says of them.
+        x, _ = signal_matrix(before)
+        labels = before.decision.map({"false_negative": 1.0, "hard_negative": 0.0})
+        in_sample = MonotoneLogistic().fit(x[decided], labels[decided].to_numpy()).predict_proba(x)
+        np.testing.assert_allclose(after.suspicion[held], in_sample[held], atol=1e-5)
+        assert np.abs(after.suspicion[decided] - in_sample[decided]).max() > 1e-4
+
+        # Learning again (more decisions) replaces the previous model's note, never stacks it.
+        extra = cold[truth & ~after.decision.notna().to_numpy()].head(2)
+        record(extra, "false_negative")
+        again = learn_from_decisions(store, run_id)
+        relearned = store.run_candidates(run_id)
+        assert again.false_negatives == 27
+        notes = relearned.reasons.map(
+            lambda r: [t for t in json.loads(r) if t.startswith("model learned from")])
+        assert (notes.map(len) == 1).all()
+        assert notes.map(lambda n: n[0].startswith("model learned from 52 decisions")).all()
+
+
+# -- teacher ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["cross-encoder", "bi-encoder"])
+def test_teacher_signal_is_stored_and_explained(planted, cross_encoder_dir, tiny_model_dir, kind):
+    store, run = planted
+    folder = cross_encoder_dir if kind == "cross-encoder" else tiny_model_dir
+    taught = mine(store, MineRequest(strategy="curated", num_negatives=3, teacher=str(folder),
+                                     teacher_kind=kind))
+    cands = store.run_candidates(taught.run_id)
+    assert taught.status == "done" and cands.suspicion.notna().all()
+    for signals in cands.signals:
+        assert {"teacher", "teacher_global_pct", "teacher_query_pct"} <= set(json.loads(signals))
+    assert cands.reasons.str.contains("the teacher scores it").any()
+    # The teacher counts in the cold suspicion: the same pool scores differently without it.
+    plain = store.run_candidates(run.run_id)
+    joined = _by_pair(cands, "suspicion").to_frame("taught").join(
+        _by_pair(plain, "suspicion").rename("plain"), how="inner")
+    assert len(joined) and not np.allclose(joined.taught, joined.plain)
+
+
+def test_load_teacher_errors(tmp_path, planted):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{", encoding="utf-8")
+    with pytest.raises(WorkbenchError, match="teacher folder .*bad' could not be loaded"):
+        load_teacher(str(bad))
+    with pytest.raises(WorkbenchError, match="could not be loaded"):
+        load_teacher(str(tmp_path / "missing"), "bi-encoder")
+    with pytest.raises(WorkbenchError, match="teacher kind must be one of bi-encoder, cross-enc"):
+        load_teacher(str(bad), "llm")
+    store, _ = planted
+    with pytest.raises(WorkbenchError, match="could not be loaded"):
+        mine(store, MineRequest(strategy="curated", teacher=str(bad)))
+    assert store.list_runs()[0].status == "failed"
+
+
+# -- curated ---------------------------------------------------------------------------------------
+def _stub_state(suspicion: np.ndarray, decisions: dict[tuple[int, int], str]) -> CuratedState:
+    scorer = SimpleNamespace(score=lambda row, docs, scores, pos: SimpleNamespace(
+        suspicion=suspicion[docs]))
+    ctx = SimpleNamespace(suspicion=scorer, decisions=decisions, query_ids=["q"])
+    return CuratedState(ctx, {"q": 0})
+
+
+def test_curated_select_puts_reviewed_first_and_holds_back_suspects():
+    from core.mining import QueryPool
+
+    strategy = get_strategy("curated")
+    params = parse_params(strategy, {"max_suspicion": 0.5})
+    suspicion = np.array([0.9, 0.8, 0.2, 0.95, 0.1, 0.3, 0.4], dtype=np.float32)
+    decisions = {(0, 3): "hard_negative", (0, 2): "false_negative", (0, 5): "unsure",
+                 (0, 0): "hard_negative"}
+    pool = QueryPool("q", np.arange(7), np.linspace(0.9, 0.3, 7).astype(np.float32), 0.8, True)
+    sel = strategy.select(pool, 4, params, _stub_state(suspicion, decisions),
+                          np.random.default_rng(0))
+    assert sel.selected.tolist() == [0, 3, 4, 6]
+    assert sel.eligible.tolist() == [True, False, False, True, True, False, True]
+    assert sel.removed == {"above_suspicion": 1, "decided_false_negative_or_unsure": 2}
+    with pytest.raises(WorkbenchError, match=r"max_suspicion must be in \[0, 1\]"):
+        parse_params(strategy, {"max_suspicion": 1.5})
+
+
+def test_curated_respects_suspicion_and_decisions(topical_ws, tmp_path):
+    path, _ = topical_ws
+    k, ceiling = 4, 0.6
+    with _open_copy(path, tmp_path) as store:
+        run = mine(store, MineRequest(strategy="curated", num_negatives=k,
+                                      params={"max_suspicion": ceiling}))
+        cands = store.run_candidates(run.run_id)
+        sel = cands[cands.selected]
+        assert run.short_queries == [] and (sel.groupby("query_id").size() == k).all()
+        assert len(sel.query_id.unique()) == run.n_queries
+        assert (cands.loc[cands.eligible, "suspicion"] <= ceiling + 1e-6).all()
+        assert run.filter_counts["above_suspicion"] > 0
+        # The hardest candidates that pass: nothing eligible outranks a selected one unchosen.
+        for _, group in cands.groupby("query_id"):
+            eligible = group[group.eligible].sort_values("rank")
+            assert eligible.selected.tolist()[:k] == [True] * k
+
+        # Decide: each query's top selected pair is a false negative; its most suspicious
+        # candidate a hard negative (an annotator overrides the suspicion).
+        first_sel = sel.sort_values("rank").groupby("query_id").head(1)
+        suspects = cands.sort_values("suspicion", ascending=False).groupby("query_id").head(1)
+        assert (suspects.suspicion > ceiling).all()
+        for frame, label in ((first_sel, "false_negative"), (suspects, "hard_negative")):
+            for q, d in zip(frame.query_hash, frame.doc_hash):
+                store.record_decision(q, d, label, "ann")
+
+        again = mine(store, MineRequest(strategy="curated", num_negatives=k,
+                                        params={"max_suspicion": ceiling}))
+        cands2 = store.run_candidates(again.run_id)
+        sel2 = cands2[cands2.selected]
+        pairs = set(zip(sel2.query_id, sel2.doc_id))
+        assert not pairs & set(zip(first_sel.query_id, first_sel.doc_id))
+        assert set(zip(suspects.query_id, suspects.doc_id)) <= pairs
+        assert again.short_queries == [] and (sel2.groupby("query_id").size() == k).all()
+        above = sel2[sel2.suspicion > ceiling]
+        assert len(above) and (above.decision == "hard_negative").all()
+        assert again.filter_counts["decided_false_negative_or_unsure"] == len(first_sel)
+
+        # The export follows: reviewed hard negatives first, no false negative, and nothing
+        # above the ceiling that an annotator did not confirm.
+        planned = planned_negatives(store, again.run_id).merge(
+            cands2[["query_id", "doc_id", "suspicion", "decision"]], on=["query_id", "doc_id"])
+        assert len(planned) == k * again.n_queries
+        assert not (planned.decision == "false_negative").any()
+        risky = planned[planned.suspicion > ceiling]
+        assert (risky.decision == "hard_negative").all()
+        firsts = planned[planned.idx == 1]
+        assert (firsts.decision == "hard_negative").all() and len(firsts) == again.n_queries
