@@ -19,9 +19,10 @@ from core.collector import content_doc_id, content_query_id
 from core.errors import InputError, WorkbenchError
 from core.ingest import FORMATS, detect_format, ingest, read_dataset
 from core.text import document_text, text_hash
-from tests.conftest import TINY_CORPUS, TINY_QRELS, TINY_QUERIES, write_beir
+from tests.conftest import REPO, TINY_CORPUS, TINY_QRELS, TINY_QUERIES, write_beir
 
-CRANFIELD = Path("/work/shared/datasets/cranfield")
+# The shared datasets sit beside the repository (CI clones main with shared/ next to it).
+CRANFIELD = REPO.parent / "shared" / "datasets" / "cranfield"
 
 
 # -- helpers ------------------------------------------------------------------------------------
