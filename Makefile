@@ -37,7 +37,7 @@ $(WORKSPACE): | $(VENV)/.app-installed
 	@mkdir -p $(dir $@)
 	rm -f $@.building $@.building.wal
 	$(PY) -m core ingest --workspace $@.building --beir $(SAMPLE) --split labeled --name dbpedia-entity-5k
-	$(PY) -m core mine --workspace $@.building --strategy top_k --num-negatives 5
+	$(PY) -m core mine --workspace $@.building --strategy curated --num-negatives 5
 	mv $@.building $@
 
 sample: $(WORKSPACE)
