@@ -9,6 +9,7 @@ import sys
 import streamlit as st
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _default_workspace() -> str:
@@ -23,9 +24,16 @@ st.set_page_config(page_title="Hard-negative workbench", layout="wide")
 st.session_state.setdefault("workspace", _default_workspace())
 with st.sidebar:
     st.text_input("Workspace", key="workspace", help="the workspace's DuckDB file")
-    st.text_input("Annotator", key="annotator", help="your name; required before reviewing")
+    st.text_input("Annotator", key="annotator", help="your name; required before reviewing",
+                  placeholder="your name")
 
 navigation = st.navigation([
-    st.Page("pages/overview.py", title="Overview", default=True),
+    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/database:"),
+    st.Page("pages/mine.py", title="Mine", icon=":material/construction:"),
+    st.Page("pages/map.py", title="Map", icon=":material/scatter_plot:"),
+    st.Page("pages/margins.py", title="Margins", icon=":material/bar_chart:"),
+    st.Page("pages/review.py", title="Review", icon=":material/rate_review:"),
+    st.Page("pages/export.py", title="Export", icon=":material/download:"),
 ])
 navigation.run()

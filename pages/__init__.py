@@ -1,0 +1,1 @@
+"""The workbench pages (listed explicitly by app.py) and their shared helpers."""

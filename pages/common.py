@@ -1,0 +1,98 @@
+"""What every page shares: the cached Store, the annotator, the run picker, safe messages.
+
+Not a page itself (app.py lists the pages explicitly); pages import it as ``pages.common``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import streamlit as st
+
+from core.datapaths import default_data_dir
+from core.errors import WorkbenchError
+from core.runs import finished_runs, run_label
+from core.store import RunInfo, Store
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=\"'^@/])")
+
+
+def literal(text: object) -> str:
+    """Escape Markdown (and the HTML and directives Streamlit's Markdown knows) in ``text``.
+
+    Messages can quote dataset values (ids such as ``<dbpedia:Paris>``); st.error and friends
+    render Markdown, so every punctuation character is backslash-escaped to show literally.
+    """
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+def error(message: object) -> None:
+    """Show one error sentence, literally."""
+    st.error(literal(message), icon=":material/error:")
+
+
+def info(message: str) -> None:
+    """Show a hint (our own wording, never dataset text)."""
+    st.info(message, icon=":material/info:")
+
+
+@st.cache_resource(show_spinner=False)
+def store_at(path: str) -> Store:
+    """The Store of a workspace path, one per process (for cached functions keyed by the path)."""
+    return Store(path)
+
+
+def workspace_path() -> str:
+    """The workspace file chosen in the sidebar, as typed."""
+    return str(st.session_state.get("workspace", "")).strip()
+
+
+def workspace_key() -> str:
+    """The workspace's resolved path: the first key of every cached frame."""
+    return str(Path(workspace_path()).resolve())
+
+
+def store(create: bool = False) -> Store:
+    """The sidebar's workspace (one cached Store per path); stops the page with an error if absent.
+
+    Args:
+        create: create the workspace file when missing (the Data page's import does).
+    """
+    path = workspace_path()
+    if not path:
+        error("Enter a workspace file in the sidebar, e.g. data/workspaces/sample.duckdb.")
+        st.stop()
+    if not create and not Path(path).is_file():
+        error(f"Workspace {path} does not exist yet; import a dataset on the Data page to "
+              "create it, or run make sample.")
+        st.stop()
+    try:
+        return store_at(str(Path(path).resolve()))
+    except WorkbenchError as err:
+        error(err)
+        st.stop()
+
+
+def data_dir() -> Path:
+    """The data folder datasets are read from and exports written to."""
+    return default_data_dir()
+
+
+def annotator() -> str:
+    """The annotator's name from the sidebar ('' when not given)."""
+    return str(st.session_state.get("annotator", "") or "").strip()
+
+
+def pick_run(the_store: Store, key: str, label: str = "Run") -> RunInfo:
+    """A select box over the finished runs (newest first); stops the page when there is none."""
+    runs = finished_runs(the_store)
+    if not runs:
+        info("No finished mining run yet: mine one on the Mine page.")
+        st.stop()
+    by_id = {r.run_id: r for r in runs}
+    if st.session_state.get(key) not in by_id:
+        st.session_state.pop(key, None)
+    run_id = st.selectbox(label, list(by_id), key=key,
+                          format_func=lambda i: run_label(by_id[i]))
+    return by_id[run_id]

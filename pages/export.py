@@ -1,0 +1,89 @@
+"""Export: a run as training data (format, file type, options), a preview, a copy written under
+data/exports/ with its manifest, and a download of that file."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import streamlit as st
+
+from core.datapaths import export_path
+from core.errors import WorkbenchError
+from core.export import FILE_TYPES, FORMATS, ExportOptions, build_export, export_run
+from pages import common
+
+MIME = {".jsonl": "application/jsonl", ".csv": "text/csv",
+        ".parquet": "application/vnd.apache.parquet"}
+
+st.title("Export")
+store = common.store()
+run = common.pick_run(store, "export_run")
+
+
+def _options() -> tuple[ExportOptions, str]:
+    cols = st.columns(3)
+    fmt = cols[0].selectbox("Format", list(FORMATS), key="export_format",
+                            index=list(FORMATS).index("triplet") if "triplet" in FORMATS else 0)
+    suffix = cols[1].selectbox("File type", list(FILE_TYPES), key="export_file_type")
+    k = cols[2].number_input("Negatives per query", min_value=1, value=run.num_negatives, step=1,
+                             key="export_k")
+    cols = st.columns(4)
+    apply = cols[0].checkbox("Apply decisions", value=True, key="export_apply",
+                             help="false negatives and unsure pairs are never negatives")
+    promote = cols[1].checkbox("Promote false negatives to positives", key="export_promote",
+                               disabled=not apply)
+    scores = cols[2].checkbox("Include scores", key="export_scores",
+                              disabled=fmt == "flag-embedding",
+                              help="flag-embedding always carries scores")
+    reviewed = cols[3].checkbox("Only reviewed negatives", key="export_only_reviewed",
+                                disabled=not apply)
+    options = ExportOptions(format=fmt, apply_decisions=apply,
+                            promote_false_negatives=promote and apply,
+                            include_scores=scores and fmt != "flag-embedding",
+                            only_reviewed=reviewed and apply, num_negatives=int(k))
+    return options, suffix
+
+
+def _preview(options: ExportOptions) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frame = build_export(store, run.run_id, options)
+    counts = frame.attrs.get("counts", {})
+    st.subheader(f"Preview: {len(frame):,} rows")
+    left, right = st.columns([3, 1])
+    left.dataframe(frame.head(100), hide_index=True, key="export_preview")
+    right.dataframe([{"count": k.replace("_", " "), "value": v} for k, v in counts.items()],
+                    hide_index=True, key="export_counts")
+
+
+def _write(options: ExportOptions, suffix: str) -> None:
+    dataset = store.get_dataset(dataset_id=run.dataset_id).name
+    target = export_path(common.data_dir(), dataset, run.run_id, options.format, suffix)
+    result = export_run(store, run.run_id, target, options)
+    st.session_state["export_result"] = {"path": str(result.path),
+                                         "manifest": str(result.manifest_path),
+                                         "rows": result.rows, "queries": result.queries}
+
+
+try:
+    options, suffix = _options()
+    _preview(options)
+    if st.button("Write the export", type="primary", key="export_write",
+                 icon=":material/save:"):
+        _write(options, suffix)
+    written = st.session_state.get("export_result")
+    if written and Path(written["path"]).is_file():
+        path = Path(written["path"])
+        st.success(f"Wrote {written['rows']:,} rows for {written['queries']:,} queries.",
+                   icon=":material/check:")
+        st.text(f"File: {path}\nManifest: {written['manifest']}")
+        st.download_button("Download " + common.literal(path.name), path.read_bytes(),
+                           file_name=path.name, mime=MIME.get(path.suffix), key="export_download",
+                           icon=":material/download:")
+        with st.expander("Manifest"):
+            st.json(json.loads(Path(written["manifest"]).read_text(encoding="utf-8")),
+                    expanded=False)
+except WorkbenchError as err:
+    common.error(err)

@@ -1,0 +1,164 @@
+"""Map: a 2-D UMAP of documents and queries, coloured by cluster, role, suspicion or decision; one
+query's neighbourhood highlighted; box/lasso selection with actions."""
+
+from __future__ import annotations
+
+import html
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.clusters import cluster_version, default_cluster_count
+from core.errors import WorkbenchError
+from core.map_view import ROLES, label_pairs, map_points, query_focus, selection_pairs, \
+    selection_table
+from core.projection import EmbeddingVersion, embedding_version, project, version_runs
+from pages import common
+
+COLOURS = {"query": "#1f77b4", "positive": "#2ca02c", "selected negative": "#d62728",
+           "candidate": "#ff7f0e", "other": "#c7c7c7", "hard_negative": "#d62728",
+           "false_negative": "#2ca02c", "unsure": "#9467bd", "undecided": "#c7c7c7"}
+NONE = "(none)"
+
+st.title("Map")
+store = common.store()
+run = common.pick_run(store, "map_run")
+version = embedding_version(run)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _projection(workspace: str, version: EmbeddingVersion, max_points: int, seed: int,
+                runs: tuple[int, ...]):
+    """UMAP coordinates, cached per embedding version, sample size, seed and runs kept."""
+    return project(common.store_at(workspace), version, max_points, seed, runs)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _clusters(workspace: str, version: EmbeddingVersion, n_clusters: int, seed: int):
+    """k-means clusters with TF-IDF names, cached per embedding version and cluster count."""
+    return cluster_version(common.store_at(workspace), version, n_clusters, seed)
+
+
+def _controls() -> tuple[str, int, int, str | None]:
+    dataset = store.get_dataset(dataset_id=run.dataset_id)
+    cols = st.columns([2, 1, 1, 2])
+    colour = cols[0].radio("Colour by", ["cluster", "role", "suspicion", "decision"],
+                           horizontal=True, key="map_colour")
+    n_clusters = cols[1].number_input(
+        "Clusters", min_value=2, max_value=200, step=1, key="map_clusters",
+        value=min(default_cluster_count(dataset.n_documents), max(2, dataset.n_documents)))
+    max_points = cols[2].number_input("Max points", min_value=100, max_value=50_000, step=500,
+                                      value=2000, key="map_max_points",
+                                      help="above this many points the documents are sampled")
+    queries = sorted(store.run_candidates(run.run_id)["query_id"].unique())
+    query = cols[3].selectbox("Highlight a query", [NONE, *queries], key="map_query")
+    return colour, int(n_clusters), int(max_points), None if query == NONE else query
+
+
+def _trace(frame, name: str, colour) -> go.Scattergl:
+    """One WebGL trace; ids travel as customdata (kind, id, id escaped for the hover label)."""
+    custom = list(zip(frame["kind"], frame["id"], frame["id"].map(html.escape)))
+    symbols = ["diamond" if k == "query" else "circle" for k in frame["kind"]]
+    return go.Scattergl(
+        x=frame["x"], y=frame["y"], mode="markers", name=name, customdata=custom,
+        marker={"color": colour, "size": 6, "symbol": symbols, "opacity": 0.8},
+        hovertemplate="%{customdata[0]} %{customdata[2]}<extra>%{fullData.name}</extra>")
+
+
+def _figure(points, colour: str) -> go.Figure:
+    fig = go.Figure()
+    if colour == "suspicion":
+        scored = points["suspicion"].notna()
+        if scored.any():
+            fig.add_trace(_trace(points[scored], "suspicion", points.loc[scored, "suspicion"]))
+            fig.data[-1].marker.update(colorscale="Reds", showscale=True,
+                                       colorbar={"title": "suspicion"})
+        fig.add_trace(_trace(points[~scored], "not scored", "#c7c7c7"))
+    else:
+        column = "cluster_name" if colour == "cluster" else colour
+        order = ROLES if colour == "role" else sorted(points[column].dropna().unique(), key=str)
+        for value in order:
+            group = points[points[column].eq(value)]
+            if len(group):
+                fig.add_trace(_trace(group, str(value), COLOURS.get(str(value))))
+    fig.update_layout(height=650, dragmode="lasso", legend={"itemsizing": "constant"},
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def _highlight(fig: go.Figure, points, query: str) -> None:
+    """Join the query to its positives (green) and selected negatives (red) with lines."""
+    focus = query_focus(store, run.run_id, query)
+    at = points.set_index(["kind", "id"])[["x", "y"]]
+    if ("query", query) not in at.index:
+        return
+    qx, qy = at.loc[("query", query)]
+    missing = 0
+    for ids, colour, name in ((focus.positives, "#2ca02c", "positives"),
+                              (focus.negatives["doc_id"].tolist(), "#d62728", "negatives")):
+        xs, ys = [], []
+        for doc in ids:
+            if ("document", doc) not in at.index:
+                missing += 1
+                continue
+            x, y = at.loc[("document", doc)]
+            xs += [qx, x, None]
+            ys += [qy, y, None]
+        fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines+markers", name=f"query {name}",
+                                   line={"color": colour, "width": 2}, hoverinfo="skip",
+                                   marker={"size": 11, "color": colour}))
+    if missing:
+        st.caption(f"{missing} of this query's documents are outside the sample.")
+
+
+def _selection_actions(points, picked: list[tuple[str, str]], query: str | None) -> None:
+    table = selection_table(store, run.run_id, points, picked)
+    st.subheader(f"Selection: {len(table)} points")
+    st.dataframe(table, hide_index=True, key="map_selection_table")
+    pairs = selection_pairs(store, run.run_id, picked, query)
+    scope = f"with query {common.literal(query)}" if query else \
+        "with every query whose pool holds them"
+    st.caption(f"{len(pairs)} candidate pairs of this run: the selected documents {scope}, and "
+               "the selected queries' negatives.")
+    cols = st.columns(3)
+    if cols[0].button("Send to review", key="map_send_review", disabled=pairs.empty):
+        st.session_state["review_focus"] = list(zip(pairs["query_id"], pairs["doc_id"]))
+        st.session_state["review_focus_run"] = run.run_id
+        st.switch_page("pages/review.py")
+    for col, label, key in ((cols[1], "hard_negative", "map_label_hard"),
+                            (cols[2], "false_negative", "map_label_false")):
+        if col.button(f"Label all as {label.replace('_', ' ')}", key=key, disabled=pairs.empty):
+            n = label_pairs(store, run.run_id, pairs, label, common.annotator())
+            st.success(f"Recorded {n} decisions as {label.replace('_', ' ')}.",
+                       icon=":material/check:")
+
+
+try:
+    colour, n_clusters, max_points, query = _controls()
+    with st.spinner("Projecting with UMAP (cached once done)..."):
+        projection = _projection(common.workspace_key(), version, max_points, run.seed,
+                                 version_runs(store, version))
+    with st.spinner("Clustering..."):
+        clusters = _clusters(common.workspace_key(), version, n_clusters, run.seed)
+    points = map_points(store, run.run_id, projection, clusters)
+    if projection.sampled:
+        common.info(f"Showing a sample of {len(points):,} of {projection.total:,} points: every "
+                    "query, positive and selected negative, plus random documents. Raise Max "
+                    "points to see more.")
+    fig = _figure(points, colour)
+    if query:
+        _highlight(fig, points, query)
+    event = st.plotly_chart(fig, key="map_chart", on_select="rerun",
+                            selection_mode=("box", "lasso", "points"))
+    picked = [(p["customdata"][0], p["customdata"][1]) for p in event.selection.points
+              if isinstance(p.get("customdata"), (list, tuple)) and len(p["customdata"]) >= 2]
+    if picked:
+        _selection_actions(points, picked, query)
+    else:
+        st.caption("Draw a box or lasso around points to list them and act on them.")
+    with st.expander("Clusters"):
+        st.dataframe(clusters.sizes, hide_index=True, key="map_cluster_table")
+except WorkbenchError as err:
+    common.error(err)

@@ -1,0 +1,195 @@
+"""Review: core's queue with filters; a card per candidate with shortcut-driven decisions, undo and a
+note; progress per annotator and agreement between annotators."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.annotation import agreement, review_progress
+from core.clusters import cluster_version
+from core.errors import WorkbenchError
+from core.highlight import shared_terms, text_block
+from core.projection import embedding_version
+from core.review import QueueFilters, decide, review_card
+from core.review_filters import ReviewScope, queue_reason_kinds, queue_table, scoped_queue
+from pages import common
+
+ACTIONS = (("Hard negative", "hard_negative", "H", "primary"),
+           ("False negative", "false_negative", "F", "secondary"),
+           ("Unsure", "unsure", "U", "secondary"))
+ANY = "(any)"
+
+st.title("Review")
+store = common.store()
+annotator = common.annotator()
+if not annotator:
+    common.error("Enter your name in the sidebar (Annotator) before reviewing.")
+    st.stop()
+run = common.pick_run(store, "review_run")
+st.session_state.setdefault("review_skipped", set())
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _cluster_queries(workspace: str, run_id: int) -> dict[str, tuple[str, ...]]:
+    """Cluster name -> its queries, from the run's embedding version (cached per run)."""
+    the_store = common.store_at(workspace)
+    clusters = cluster_version(the_store, embedding_version(the_store.get_run(run_id)))
+    queries = clusters.assignments[clusters.assignments["kind"].eq("query")]
+    return {name: tuple(group["id"]) for name, group in queries.groupby("cluster_name")}
+
+
+def _scope() -> ReviewScope:
+    """The filters, a map selection sent here, and this session's skips."""
+    cols = st.columns([1, 1, 1, 1, 1])
+    unreviewed = cols[0].toggle("Unreviewed only", value=True, key="review_unreviewed")
+    queries = sorted(store.run_candidates(run.run_id)["query_id"].unique())
+    query = cols[4].selectbox("Query", [ANY, *queries], key="review_query")
+    try:
+        clusters = _cluster_queries(common.workspace_key(), run.run_id)
+    except WorkbenchError:
+        clusters = {}
+    cluster = cols[1].selectbox("Cluster", [ANY, *clusters], key="review_cluster")
+    reasons = queue_reason_kinds(store, run.run_id)
+    reason = cols[2].selectbox("Reason", [ANY, *reasons], key="review_reason",
+                               disabled=not reasons,
+                               help=None if reasons else "this run has no suspicion scores yet")
+    annotators = sorted(store.annotator_decisions()["annotator"].unique())
+    decided_by = cols[3].selectbox("Decided by", [ANY, *annotators], key="review_decided_by",
+                                   help="show pairs this annotator decided (reviewed included)")
+    pairs = None
+    focus = st.session_state.get("review_focus")
+    if focus and st.session_state.get("review_focus_run") == run.run_id:
+        left, right = st.columns([3, 1])
+        left.info(f"Showing the {len(focus)} pairs sent from the map.", icon=":material/info:")
+        if right.button("Show the whole queue", key="review_clear_focus"):
+            st.session_state.pop("review_focus", None)
+            st.rerun()
+        pairs = tuple(map(tuple, focus))
+    filters = QueueFilters(
+        unreviewed_only=unreviewed, decided_by=None if decided_by == ANY else decided_by,
+        query_id=None if query == ANY else query,
+        query_ids=None if cluster == ANY else clusters[cluster])
+    return ReviewScope(filters, pairs, frozenset(st.session_state["review_skipped"]),
+                       None if reason == ANY else reason)
+
+
+def _decide(query_id: str, doc_id: str, label: str) -> None:
+    """Button callback: record the decision, clear the note, say what happened."""
+    try:
+        decide(store, run.run_id, query_id, doc_id, label, annotator,
+               st.session_state.get("review_note") or None)
+        st.session_state["review_message"] = ("success", f"{query_id} / {doc_id}: "
+                                              f"{label.replace('_', ' ')}")
+    except WorkbenchError as err:
+        st.session_state["review_message"] = ("error", str(err))
+    st.session_state["review_note"] = ""
+
+
+def _skip(query_id: str, doc_id: str) -> None:
+    st.session_state["review_skipped"].add((query_id, doc_id))
+    st.session_state["review_message"] = ("info", f"{query_id} / {doc_id}: skipped")
+
+
+def _undo() -> None:
+    undone = store.retract_last_decision(annotator)
+    st.session_state["review_message"] = (
+        ("info", f"Undid {undone.label.replace('_', ' ')} on {undone.query_id} / {undone.doc_id}")
+        if undone else ("info", "Nothing to undo: you have no live decision."))
+
+
+def _progress() -> None:
+    progress = review_progress(store, run.run_id)
+    table = progress.table.set_index("annotator")
+    mine = int(table["decided"].get(annotator, 0))
+    overall = int(table.loc["overall", "decided"])
+    cols = st.columns(3)
+    cols[0].metric("You decided", f"{mine:,}")
+    cols[1].metric("Everyone", f"{overall:,} / {progress.pool_pairs:,} pool pairs")
+    cols[2].metric("Selected negatives reviewed",
+                   f"{int(table.loc['overall', 'of selected']):,} / {progress.selected_pairs:,}")
+    st.progress(min(1.0, overall / progress.pool_pairs) if progress.pool_pairs else 0.0)
+
+
+def _texts(card) -> None:
+    st.caption("Query " + common.literal(card.query_id))
+    st.html(text_block(card.query_text, shared_terms(card.query_text, card.doc_text)))
+    left, right = st.columns(2)
+    with left:
+        st.caption(f"Labeled positive{'s' if len(card.positives) != 1 else ''}")
+        for doc_id, text in card.positives:
+            with st.container(border=True):
+                st.text(doc_id)
+                st.html(text_block(text, shared_terms(card.query_text, text)))
+    with right:
+        st.caption("Candidate")
+        with st.container(border=True):
+            st.text(card.doc_id)
+            st.html(text_block(card.doc_text, shared_terms(card.query_text, card.doc_text)))
+
+
+def _facts(card, row) -> None:
+    cols = st.columns(6)
+    cols[0].metric("Score", f"{card.score:.3f}")
+    cols[1].metric("Positive score", f"{card.pos_score:.3f}")
+    cols[2].metric("Margin", f"{card.margin:+.3f}")
+    cols[3].metric("Rank", "given" if card.rank is None else card.rank)
+    cols[4].metric("Suspicion", "not scored" if card.suspicion is None else f"{card.suspicion:.2f}")
+    cols[5].metric("Would export", "yes" if card.would_export else "no")
+    if card.reasons:
+        st.caption("Why it may be a false negative")
+        st.text("\n".join(f"- {r}" for r in card.reasons))
+    if card.decision:
+        st.text(f"Current decision: {card.decision.replace('_', ' ')} by {row['decided_by']}")
+
+
+def _buttons(card) -> None:
+    st.text_input("Note (saved with the decision)", key="review_note")
+    cols = st.columns(len(ACTIONS) + 2)
+    for col, (label, value, shortcut, kind) in zip(cols, ACTIONS):
+        col.button(label, key=f"review_{value}", shortcut=shortcut, type=kind,
+                   on_click=_decide, args=(card.query_id, card.doc_id, value),
+                   width="stretch")
+    cols[-2].button("Skip", key="review_skip", shortcut="S", on_click=_skip,
+                    args=(card.query_id, card.doc_id), width="stretch")
+    cols[-1].button("Undo", key="review_undo", shortcut="Z", on_click=_undo,
+                    icon=":material/undo:", width="stretch")
+
+
+@st.fragment
+def review_card_fragment(scope: ReviewScope) -> None:
+    """The card: a decision reruns only this fragment."""
+    message = st.session_state.pop("review_message", None)
+    if message:
+        kind, text = message
+        {"success": st.success, "error": st.error, "info": st.info}[kind](common.literal(text))
+    _progress()
+    scope = ReviewScope(scope.filters, scope.pairs, frozenset(st.session_state["review_skipped"]),
+                        scope.reason_kind)
+    queue = scoped_queue(store, run.run_id, scope)
+    if queue.empty:
+        common.info("Nothing left to review with these filters.")
+        st.button("Undo", key="review_undo", shortcut="Z", on_click=_undo, icon=":material/undo:")
+        return
+    row = queue.iloc[0]
+    card = review_card(store, run.run_id, row)
+    st.caption(f"{len(queue):,} in the queue")
+    _texts(card)
+    _facts(card, row)
+    _buttons(card)
+    with st.expander("Next in the queue"):
+        st.dataframe(queue_table(queue, 50), hide_index=True, key="review_queue_table")
+
+
+try:
+    review_card_fragment(_scope())
+    with st.expander("Agreement between annotators"):
+        report = agreement(store)
+        if report.pairs.empty:
+            st.caption("No pair has been labeled by two annotators yet.")
+        else:
+            st.dataframe(report.pairs, hide_index=True, key="review_agreement")
+            st.dataframe(report.disagreements, hide_index=True, key="review_disagreements")
+        st.dataframe(review_progress(store, run.run_id).table, hide_index=True,
+                     key="review_progress_table")
+except WorkbenchError as err:
+    common.error(err)

@@ -1,0 +1,158 @@
+"""What a user does in the app, end to end through AppTest: import, mine, review, undo, export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.store import Store
+from tests.pages.conftest import open_page, seed_workspace, write_topical
+
+
+def _messages(at) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def _frame(at, column: str):
+    """The first table on the page with ``column`` (st.dataframe keys are not exposed to AppTest)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def test_import_a_dataset_from_the_data_folder(data_dir):
+    write_topical(data_dir)
+    workspace = data_dir / "workspaces" / "import.duckdb"
+    at = open_page(workspace, "data")
+    at.text_input(key="data_path").input("topical").run()
+    assert not at.exception and not _messages(at)
+    assert at.selectbox(key="data_split_choice").value == "train"
+    report = _frame(at, "measure")
+    assert dict(zip(report["measure"], report["value"]))["queries"] == 12
+    at.button(key="data_import").click().run()
+    assert not at.exception and not _messages(at)
+    info = Store(workspace).get_dataset()
+    assert (info.name, info.n_queries, info.n_documents) == ("topical", 12, 60)
+    assert dict(zip(*_frame(at, "measure").T.values))["queries"] == 12
+
+
+@pytest.mark.parametrize("typed, expected", [
+    ("../outside", "contains '..'"),
+    ("/etc", "outside the data folder"),
+    ("not-there", "nothing found"),
+])
+def test_paths_outside_the_data_folder_are_one_error_sentence(data_dir, typed, expected):
+    at = open_page(data_dir / "workspaces" / "paths.duckdb", "data")
+    at.text_input(key="data_path").input(typed).run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert expected.replace("'", "\\'").replace(".", "\\.") in at.error[0].value
+
+
+def test_upload_a_pairs_file(data_dir):
+    workspace = data_dir / "workspaces" / "upload.duckdb"
+    at = open_page(workspace, "data")
+    at.radio(key="data_source").set_value("Upload a file").run()
+    lines = [{"anchor": f"question {i}", "positive": f"answer number {i}"} for i in range(5)]
+    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    at.file_uploader(key="data_upload").upload("my pairs.jsonl", data, "application/jsonl").run()
+    assert not at.exception and not _messages(at)
+    at.button(key="data_import").click().run()
+    assert Store(workspace).get_dataset().n_queries == 5
+    assert list((data_dir / "uploads").glob("my_pairs-*.jsonl"))
+
+
+def test_mine_with_a_preset_and_see_the_run(seeded):
+    at = open_page(seeded, "mine")
+    at.selectbox(key="mine_strategy").set_value("rank_window").run()
+    at.selectbox(key="mine_preset_rank_window").set_value("RAGatouille 10-110").run()
+    assert at.number_input(key="mine_param_rank_window_hi").value == 110
+    at.selectbox(key="mine_strategy").set_value("positive_aware").run()
+    at.selectbox(key="mine_preset_positive_aware").set_value(
+        "NV-Retriever TopK-MarginPos 0.05").run()
+    assert at.text_input(key="mine_param_positive_aware_threshold").value == "0.05"
+    at.number_input(key="mine_k").set_value(2).run()
+    before = len(Store(seeded).list_runs())
+    at.button(key="mine_run").click().run()
+    assert not at.exception and not _messages(at)
+    runs = Store(seeded).list_runs()
+    assert len(runs) == before + 1
+    newest = runs[0]
+    assert (newest.strategy, newest.num_negatives, newest.params) == (
+        "positive_aware", 2, {"mode": "margin", "threshold": 0.05})
+    assert newest.run_id in _frame(at, "run")["run"].tolist()
+    assert "mean Jaccard per query" in _frame(at, "measure")["measure"].tolist()
+
+
+def test_mine_errors_are_one_sentence(seeded):
+    at = open_page(seeded, "mine")
+    at.radio(key="mine_model").set_value("Another model").run()
+    at.text_input(key="mine_model_name").input("/no/such/model").run()
+    at.button(key="mine_run").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "could not be loaded" in at.error[0].value.replace("\\", "")
+
+
+def test_review_decide_undo_and_note(data_dir):
+    workspace = data_dir / "workspaces" / "review.duckdb"
+    seed_workspace(workspace, data_dir)
+    store = Store(workspace)
+    at = open_page(workspace, "review", annotator="alice")
+    at.text_input(key="review_note").input("looks relevant").run()
+    at.button(key="review_false_negative").click().run()
+    at.button(key="review_hard_negative").click().run()
+    at.button(key="review_unsure").click().run()
+    assert not at.exception and not _messages(at)
+    live = store.latest_decisions()
+    assert [d.label for d in live] == ["false_negative", "hard_negative", "unsure"]
+    assert live[0].note == "looks relevant" and live[1].note is None
+    assert {d.annotator for d in live} == {"alice"}
+    at.button(key="review_undo").click().run()
+    assert [d.label for d in store.latest_decisions()] == ["false_negative", "hard_negative"]
+    shown = tuple(_frame(at, "would_export")[["query_id", "doc_id"]].iloc[0])
+    at.button(key="review_skip").click().run()
+    assert not at.exception
+    assert len(store.latest_decisions()) == 2  # a skip records nothing
+    queue = _frame(at, "would_export")
+    assert tuple(queue[["query_id", "doc_id"]].iloc[0]) != shown
+
+
+def test_review_filters_by_query_and_shows_progress(seeded):
+    at = open_page(seeded, "review", annotator="bob")
+    at.selectbox(key="review_query").set_value("q-music-1").run()
+    assert not at.exception
+    assert at.caption[1].value.replace("\\", "") == "Query q-music-1"
+    assert at.metric[0].value == "0"
+
+
+def test_export_writes_a_file_and_its_manifest(data_dir):
+    workspace = data_dir / "workspaces" / "export.duckdb"
+    run_id = seed_workspace(workspace, data_dir)
+    at = open_page(workspace, "export")
+    preview = _frame(at, "anchor")
+    at.button(key="export_write").click().run()
+    assert not at.exception and not _messages(at)
+    written = data_dir / "exports" / f"topical-run{run_id}-triplet.jsonl"
+    rows = [json.loads(line) for line in written.read_text().splitlines()]
+    assert len(rows) == 12 * 2 * 3  # 12 queries x 2 positives x 3 negatives
+    assert set(rows[0]) == {"anchor", "positive", "negative"}
+    assert rows[0]["anchor"] == preview["anchor"].iloc[0]
+    manifest = json.loads((written.parent / (written.name + ".manifest.json")).read_text())
+    assert manifest["run_id"] == run_id and manifest["counts"]["rows"] == len(rows)
+    assert at.get("download_button")
+
+
+def test_margins_what_if_counts_react(seeded):
+    at = open_page(seeded, "margins")
+    assert at.metric[0].value.startswith("0 / ")
+    at.toggle(key="margins_on_max_score").set_value(True).run()
+    at.slider(key="margins_max_score").set_value(-1.0).run()
+    assert not at.exception
+    dropped, selected = at.metric[0].value.split(" / ")
+    assert dropped == selected != "0"
+
+
+def test_map_highlights_a_query(seeded):
+    at = open_page(seeded, "map")
+    at.selectbox(key="map_query").set_value("q-astronomy-0").run()
+    at.radio(key="map_colour").set_value("role").run()
+    assert not at.exception and not _messages(at)
