@@ -232,13 +232,20 @@ def _candidate_frame(
             qi = given["query_id"].map(q_row).to_numpy()
             di = given["doc_id"].map(d_row).to_numpy()
             pos = np.array([pool_list[i].pos_score for i in qi], dtype=np.float32)
+            scores = np.einsum("ij,ij->i", q_vecs[qi], d_vecs[di]).astype(np.float32)
             frame = pd.concat([frame, pd.DataFrame({
                 "query_id": given["query_id"].to_numpy(), "doc_id": given["doc_id"].to_numpy(),
                 "rank": pd.array([None] * len(given), dtype="Int32"),
-                "score": np.einsum("ij,ij->i", q_vecs[qi], d_vecs[di]).astype(np.float32),
-                "pos_score": pos, "lexical_score": np.nan, "source": "given",
+                "score": scores, "pos_score": pos, "lexical_score": np.nan, "source": "given",
                 "eligible": False, "selected": False,
             })], ignore_index=True)
+            # Given negatives outside the searched pool are scored like any candidate.
+            for row in np.unique(qi):
+                mask = qi == row
+                scored = scorer.score(int(row), di[mask], scores[mask], float(pos[mask][0]))
+                for column, values in suspicion_rows(
+                        corpus.query_ids[row], doc_ids[di[mask]], scored, int(mask.sum())).items():
+                    suspicion[column].extend(values)
     return frame, pd.DataFrame(suspicion)
 
 

@@ -274,8 +274,6 @@ def test_every_strategy_run_stores_suspicion_for_every_candidate(topical_store, 
         assert "teacher" not in keys
 
 
-@pytest.mark.xfail(strict=True, reason="core/mine.py scores only the searched pool: dataset-given "
-                                       "negatives outside it are stored without suspicion")
 def test_given_negatives_outside_the_pool_get_suspicion(tmp_path):
     from core.ingest import ingest
 

@@ -42,6 +42,11 @@ def _percentile(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
     return ((lo + hi) / (2.0 * len(reference))).astype(np.float32)
 
 
+def _key(row: int, docs: np.ndarray) -> tuple[int, int]:
+    """Cache key of one query's candidate list."""
+    return row, hash(np.asarray(docs, dtype=np.int64).tobytes())
+
+
 class Scorer:
     """Scores candidate pools of one run, after ``fit`` saw the run's initial pools."""
 
@@ -51,8 +56,8 @@ class Scorer:
         self.detectors: list[Detector] = [d for d in chosen if d.available(ctx)]
         self._global: dict[str, np.ndarray] = {}
         self._per_query: dict[tuple[str, int], np.ndarray] = {}
-        self._cache: dict[tuple[int, int], PoolSuspicion] = {}
-        self._raw: dict[tuple[str, int, int], object] = {}
+        self._cache: dict[tuple[int, int], PoolSuspicion] = {}  # (row, hash of doc indices)
+        self._raw: dict[tuple[str, tuple[int, int]], object] = {}
 
     def fit(self, pools: list[tuple[int, np.ndarray, np.ndarray, float]]) -> "Scorer":
         """Set the reference distributions from (row, doc indices, scores, pos score) pools."""
@@ -60,7 +65,7 @@ class Scorer:
         for row, docs, scores, pos in pools:
             for det in self.detectors:
                 raw = det.compute(self.ctx, row, docs, scores, pos)
-                self._raw[(det.name, row, len(docs))] = raw
+                self._raw[(det.name, _key(row, docs))] = raw
                 values = raw.values
                 collected[det.name].append(values)
                 self._per_query[(det.name, row)] = np.sort(values)
@@ -70,8 +75,8 @@ class Scorer:
         return self
 
     def score(self, row: int, docs: np.ndarray, scores: np.ndarray, pos: float) -> PoolSuspicion:
-        """Suspicion of one query's candidates (cached per query and pool size)."""
-        key = (row, len(docs))
+        """Suspicion of one query's candidates (cached per query and candidate list)."""
+        key = _key(row, docs)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
@@ -82,7 +87,7 @@ class Scorer:
         features: dict[str, np.ndarray] = {}
         ranked: list[list[tuple[float, str]]] = [[] for _ in range(n)]
         for det in self.detectors:
-            raw = self._raw.pop((det.name, row, n), None) or det.compute(
+            raw = self._raw.pop((det.name, key), None) or det.compute(
                 self.ctx, row, docs, scores, pos)
             ref_q = self._per_query.get((det.name, row))
             if ref_q is None:
