@@ -1,4 +1,5 @@
-"""Command line: python -m core {ingest, mine, export, datasets, runs, strategies, decide, undo}.
+"""Command line: python -m core {ingest, mine, export, datasets, runs, strategies, decide, learn,
+undo, bench}.
 
 Errors a user can cause print one sentence on stderr and exit 1, never a traceback.
 """
@@ -100,7 +101,8 @@ def cmd_mine(args: argparse.Namespace) -> int:
         strategy=args.strategy, num_negatives=args.num_negatives,
         params=_key_values(args.param, "--param"), dataset=args.dataset, model=args.model,
         query_prompt=args.query_prompt, doc_prompt=args.doc_prompt, seed=args.seed,
-        pool_depth=args.pool_depth, batch_size=args.batch_size,
+        pool_depth=args.pool_depth, batch_size=args.batch_size, teacher=args.teacher,
+        teacher_kind=args.teacher_kind,
     )
     dataset = store.get_dataset(args.dataset)
     print(f"mining dataset {dataset.name!r} with {args.strategy}", file=sys.stderr)
@@ -169,6 +171,17 @@ def cmd_decide(args: argparse.Namespace) -> int:
                          args.annotator, args.note)
     print(f"recorded decision {decision_id}: {args.label} for query {args.query!r}, "
           f"document {args.doc!r}")
+    return 0
+
+
+def cmd_learn(args: argparse.Namespace) -> int:
+    from core.false_negatives.learning import learn_from_decisions
+    from core.store import Store
+
+    report = learn_from_decisions(Store(args.workspace), args.run, args.min_per_label)
+    print(f"run {report.run_id}: learned from {report.false_negatives} false-negative and "
+          f"{report.hard_negatives} hard-negative decisions; cross-validated ROC-AUC "
+          f"{report.cv_auc:.3f}; re-scored {report.rescored} candidates")
     return 0
 
 
@@ -254,8 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                 epilog=_strategy_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     from core.mining import strategy_names
 
-    p.add_argument("--strategy", required=True, metavar="STRATEGY",
-                   help="one of: " + ", ".join(strategy_names()))
+    p.add_argument("--strategy", default="curated", metavar="STRATEGY",
+                   help="one of: " + ", ".join(strategy_names()) + " (default: curated)")
     p.add_argument("--num-negatives", type=int, default=5, help="negatives per query (5)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="a strategy parameter; repeat for several")
@@ -268,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool-depth", type=int, default=100,
                    help="candidates stored per query (100)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--teacher", help="a second model that rescores candidates for the "
+                   "false-negative suspicion: a local folder or hub id")
+    p.add_argument("--teacher-kind", default="cross-encoder",
+                   help="cross-encoder (default) or bi-encoder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = command("export", cmd_export, "export a run's negatives for training")
@@ -299,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotator", required=True)
     p.add_argument("--note")
     p.add_argument("--run", type=int, help="run whose dataset holds the ids (default: newest)")
+
+    p = command("learn", cmd_learn, "learn the false-negative suspicion from decisions")
+    p.add_argument("--run", type=int, help="run to re-score (default: the newest finished run)")
+    p.add_argument("--min-per-label", type=int, default=20,
+                   help="decisions of each label needed (20)")
 
     p = command("undo", cmd_undo, "undo an annotator's last decision")
     p.add_argument("--annotator", required=True)

@@ -129,3 +129,44 @@ def test_in_process_pipeline_on_the_tiny_corpus(tmp_path, tiny_beir, capsys):
         assert out.exists() and Path(str(out) + ".manifest.json").exists()
     assert main(["undo", "--workspace", ws, "--annotator", "nobody"]) == 0
     assert "no decision to undo" in capsys.readouterr().out
+
+
+def test_default_strategy_is_curated_and_learn_needs_decisions(tmp_path, tiny_beir, capsys):
+    ws = str(tmp_path / "ws.duckdb")
+    assert main(["ingest", "--workspace", ws, "--beir", str(tiny_beir), "--split", "train"]) == 0
+    assert main(["mine", "--workspace", ws, "--num-negatives", "2", "--quiet"]) == 0
+    assert "run 1: curated" in capsys.readouterr().out
+    assert main(["learn", "--workspace", ws]) == 1
+    assert "learning needs at least 20 false-negative" in capsys.readouterr().err
+
+
+def test_learn_command_rescores_the_run(tmp_path, topical_beir, capsys):
+    from core.store import Store
+
+    ws = str(tmp_path / "ws.duckdb")
+    assert main(["ingest", "--workspace", ws, "--beir", str(topical_beir), "--split", "train"]) == 0
+    assert main(["mine", "--workspace", ws, "--strategy", "top_k", "--num-negatives", "3",
+                 "--quiet"]) == 0
+    store = Store(ws)
+    pool = store.run_candidates(1)
+    topic = lambda q: q.split("-")[1]  # noqa: E731
+    for row in pool.head(60).itertuples():
+        label = "false_negative" if row.doc_id.startswith(topic(row.query_id)) else "hard_negative"
+        store.record_decision(row.query_hash, row.doc_hash, label, "ann")
+    decided = store.run_candidates(1)["decision"].value_counts()
+    min_label = int(decided.min())
+    capsys.readouterr()
+    assert main(["learn", "--workspace", ws, "--min-per-label", str(min_label)]) == 0
+    assert "cross-validated ROC-AUC" in capsys.readouterr().out
+    assert set(store.run_candidates(1)["scorer"]) == {"learned"}
+
+
+def test_mine_accepts_a_teacher(tmp_path, tiny_beir, tiny_model_dir):
+    ws = str(tmp_path / "ws.duckdb")
+    assert main(["ingest", "--workspace", ws, "--beir", str(tiny_beir), "--split", "train"]) == 0
+    assert main(["mine", "--workspace", ws, "--num-negatives", "2", "--quiet", "--teacher",
+                 str(tiny_model_dir), "--teacher-kind", "bi-encoder"]) == 0
+    from core.store import Store
+
+    signals = Store(ws).run_candidates(1)["signals"].iloc[0]
+    assert '"teacher"' in signals
