@@ -8,21 +8,19 @@ fits a classifier on annotators' decisions.
 from __future__ import annotations
 
 from core.false_negatives.base import DetectionContext, Detector, RawSignal
+from core.registry import Registry
 
-_REGISTRY: dict[str, Detector] = {}
+_REGISTRY: Registry[Detector] = Registry("detector")
 
 
 def register(detector: Detector) -> Detector:
-    """Add a detector; a second one under the same name is refused."""
-    if detector.name in _REGISTRY:
-        raise ValueError(f"a detector named {detector.name!r} is already registered")
-    _REGISTRY[detector.name] = detector
-    return detector
+    """Add a detector; a second one under the same name is refused (ValueError)."""
+    return _REGISTRY.register(detector.name, detector)
 
 
 def detector_names() -> list[str]:
     """Names of the registered detectors, in registration order."""
-    return list(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_detector(name: str) -> Detector:
@@ -31,11 +29,7 @@ def get_detector(name: str) -> Detector:
     Raises:
         ValueError: unknown name (the message lists the valid ones).
     """
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown detector {name!r}; choose one of {', '.join(detector_names())}") from None
+    return _REGISTRY.get(name)
 
 
 def _register_builtins() -> None:

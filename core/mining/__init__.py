@@ -6,19 +6,17 @@ The CLI's ``--strategy`` choices and the app's strategy picker both read ``strat
 from __future__ import annotations
 
 from core.errors import WorkbenchError
+from core.registry import Registry
 from core.mining.base import (
     MiningContext, QueryPool, Selection, Strategy, params_dict, parse_params,
 )
 
-_REGISTRY: dict[str, Strategy] = {}
+_REGISTRY: Registry[Strategy] = Registry("strategy", WorkbenchError)
 
 
 def register(strategy: Strategy) -> Strategy:
-    """Add a strategy; a second strategy under the same name is refused."""
-    if strategy.name in _REGISTRY:
-        raise ValueError(f"a mining strategy named {strategy.name!r} is already registered")
-    _REGISTRY[strategy.name] = strategy
-    return strategy
+    """Add a strategy; a second strategy under the same name is refused (ValueError)."""
+    return _REGISTRY.register(strategy.name, strategy)
 
 
 def get_strategy(name: str) -> Strategy:
@@ -27,17 +25,12 @@ def get_strategy(name: str) -> Strategy:
     Raises:
         WorkbenchError: unknown name (the message lists the valid ones).
     """
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise WorkbenchError(
-            f"unknown strategy {name!r}; choose one of {', '.join(strategy_names())}"
-        ) from None
+    return _REGISTRY.get(name)
 
 
 def strategy_names() -> list[str]:
     """Names of the registered strategies, in registration order."""
-    return list(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def _register_builtins() -> None:
