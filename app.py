@@ -21,7 +21,10 @@ def _default_workspace() -> str:
 
 
 st.set_page_config(page_title="Hard-negative workbench", layout="wide")
-st.session_state.setdefault("workspace", _default_workspace())
+# Re-assigning the sidebar's keys every run keeps their values when the user switches pages
+# (Streamlit otherwise resets a widget whose page changed).
+for name, default in (("workspace", _default_workspace()), ("annotator", "")):
+    st.session_state[name] = st.session_state.get(name, default)
 with st.sidebar:
     st.text_input("Workspace", key="workspace", help="the workspace's DuckDB file")
     st.text_input("Annotator", key="annotator", help="your name; required before reviewing",

@@ -39,3 +39,4 @@ def test_review_without_an_annotator_asks_for_a_name(seeded):
     assert not at.exception
     assert "Annotator" in at.error[0].value
     assert not at.button  # no decision can be made without a name
+
