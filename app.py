@@ -30,13 +30,16 @@ with st.sidebar:
     st.text_input("Annotator", key="annotator", help="your name; required before reviewing",
                   placeholder="your name")
 
+# The pages live in app_pages/, not pages/: with a pages/ folder next to app.py, Streamlit 1.67
+# serves a fresh server's first deep link (/review) as a legacy multipage app that never runs
+# this file (no sidebar, no workspace).
 navigation = st.navigation([
-    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
-    st.Page("pages/data.py", title="Data", icon=":material/database:"),
-    st.Page("pages/mine.py", title="Mine", icon=":material/construction:"),
-    st.Page("pages/map.py", title="Map", icon=":material/scatter_plot:"),
-    st.Page("pages/margins.py", title="Margins", icon=":material/bar_chart:"),
-    st.Page("pages/review.py", title="Review", icon=":material/rate_review:"),
-    st.Page("pages/export.py", title="Export", icon=":material/download:"),
+    st.Page("app_pages/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("app_pages/data.py", title="Data", icon=":material/database:"),
+    st.Page("app_pages/mine.py", title="Mine", icon=":material/construction:"),
+    st.Page("app_pages/map.py", title="Map", icon=":material/scatter_plot:"),
+    st.Page("app_pages/margins.py", title="Margins", icon=":material/bar_chart:"),
+    st.Page("app_pages/review.py", title="Review", icon=":material/rate_review:"),
+    st.Page("app_pages/export.py", title="Export", icon=":material/download:"),
 ])
 navigation.run()

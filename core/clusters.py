@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import faiss
 import numpy as np
 import pandas as pd
-from sklearn.cluster import KMeans
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from core.errors import WorkbenchError
@@ -67,6 +67,20 @@ def cluster_names(texts: list[str], labels: np.ndarray, n_clusters: int) -> dict
     return names
 
 
+def _kmeans(vectors: np.ndarray, train: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Spherical k-means (FAISS) on the ``train`` rows; every row joins its nearest centroid.
+
+    FAISS rather than scikit-learn: on the 5,000-document sample it takes a fraction of a second
+    where scikit-learn's KMeans takes about ten on two cores.
+    """
+    data = np.ascontiguousarray(vectors, dtype=np.float32)
+    model = faiss.Kmeans(data.shape[1], k, niter=25, seed=seed, spherical=True, verbose=False,
+                         min_points_per_centroid=1)
+    model.train(data[train])
+    _, nearest = model.index.search(data, 1)
+    return nearest[:, 0].astype(int)
+
+
 def cluster_version(
     store: Store, version: EmbeddingVersion, n_clusters: int | None = None, seed: int = 0,
 ) -> Clusters:
@@ -87,8 +101,7 @@ def cluster_version(
         raise WorkbenchError(f"the map needs at least 2 clusters, got {k}")
     if k > n_docs:
         raise WorkbenchError(f"cannot make {k} clusters from {n_docs} documents")
-    model = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(embedded.vectors[docs])
-    labels = model.predict(embedded.vectors)
+    labels = _kmeans(embedded.vectors, docs, k, seed)
     texts = embedded.points["text"].tolist()
     names = cluster_names([t for t, d in zip(texts, docs) if d], labels[docs], k)
     assignments = embedded.points[["id", "kind"]].copy()

@@ -161,9 +161,13 @@ def test_load_mine_review_export_in_chromium(server):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1600}, accept_downloads=True)
             page.set_default_timeout(STEP_MS)
-            page.goto(url, timeout=STEP_MS)
-            page.locator("h1").first.wait_for()
+            # a deep link on a fresh server runs app.py (navigation, sidebar), not the page alone
+            page.goto(f"{url}/review", timeout=STEP_MS)
+            page.locator("h1", has_text="Review").wait_for()
             _settle(page)
+            page.locator("[data-testid='stSidebarNav'] a", has_text="Overview").wait_for()
+            assert page.locator(".st-key-workspace input").input_value() == str(workspace)
+            _goto(page, "Overview")
             page.locator(".st-key-annotator input").fill("alice")
             page.locator(".st-key-annotator input").press("Enter")
             _settle(page)

@@ -70,5 +70,5 @@ def open_page(workspace: Path | str, page: str, annotator: str = "") -> AppTest:
     at.session_state["annotator"] = annotator
     at.run()
     if page != "overview":
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"app_pages/{page}.py").run()
     return at

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import REPO
 
-APP_FILES = sorted([REPO / "app.py", *(REPO / "pages").glob("*.py")])
+APP_FILES = sorted([REPO / "app.py", *(REPO / "app_pages").glob("*.py")])
 CORE_FILES = sorted((REPO / "core").rglob("*.py"))
 FORBIDDEN_IN_PAGES = {"duckdb", "faiss", "sentence_transformers", "torch"}
 WIDGETS = {"button", "text_input", "text_area", "selectbox", "multiselect", "radio", "checkbox",

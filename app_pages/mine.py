@@ -14,7 +14,7 @@ from core.mine import DEFAULT_POOL_DEPTH, MineRequest, mine
 from core.mining import strategy_names
 from core.params_form import param_specs, strategy_presets, strategy_summary
 from core.runs import compare_runs, finished_runs, run_label, runs_frame
-from pages import common
+from app_pages import common
 
 PHASES = ("encode queries", "encode documents", "search", "mine")
 DEFAULTS = "(defaults)"

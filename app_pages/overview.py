@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.errors import WorkbenchError
 from core.overview import workspace_summary
-from pages import common
+from app_pages import common
 
 st.title("Hard-negative workbench")
 st.caption("Load data, mine hard negatives, look at clusters and margins, review suspected false "
@@ -15,7 +15,7 @@ try:
     summary = workspace_summary(common.workspace_path())
 except WorkbenchError as err:
     common.error(err)
-    st.page_link("pages/data.py", label="Import a dataset", icon=":material/database:")
+    st.page_link("app_pages/data.py", label="Import a dataset", icon=":material/database:")
     st.stop()
 
 st.text(f"Workspace: {common.workspace_path()}")
@@ -28,21 +28,21 @@ cols[2].metric("Decisions", int(summary.annotators["decisions"].sum())
 st.subheader("Datasets")
 if summary.datasets.empty:
     common.info("No dataset yet: import one on the Data page.")
-    st.page_link("pages/data.py", label="Go to Data", icon=":material/database:")
+    st.page_link("app_pages/data.py", label="Go to Data", icon=":material/database:")
 else:
     st.dataframe(summary.datasets, hide_index=True, key="overview_datasets")
 
 st.subheader("Mining runs")
 if summary.runs.empty:
     common.info("No mining run yet: start one on the Mine page.")
-    st.page_link("pages/mine.py", label="Go to Mine", icon=":material/construction:")
+    st.page_link("app_pages/mine.py", label="Go to Mine", icon=":material/construction:")
 else:
     st.dataframe(summary.runs, hide_index=True, key="overview_runs")
     links = st.columns(4)
-    links[0].page_link("pages/map.py", label="Map", icon=":material/scatter_plot:")
-    links[1].page_link("pages/margins.py", label="Margins", icon=":material/bar_chart:")
-    links[2].page_link("pages/review.py", label="Review", icon=":material/rate_review:")
-    links[3].page_link("pages/export.py", label="Export", icon=":material/download:")
+    links[0].page_link("app_pages/map.py", label="Map", icon=":material/scatter_plot:")
+    links[1].page_link("app_pages/margins.py", label="Margins", icon=":material/bar_chart:")
+    links[2].page_link("app_pages/review.py", label="Review", icon=":material/rate_review:")
+    links[3].page_link("app_pages/export.py", label="Export", icon=":material/download:")
 
 st.subheader("Annotation progress")
 if summary.annotators.empty:

@@ -12,7 +12,7 @@ import streamlit as st
 from core.errors import WorkbenchError
 from core.margins import WhatIf, margin_frame, positive_scores, what_if
 from core.runs import finished_runs, run_label
-from pages import common
+from app_pages import common
 
 st.title("Margins")
 store = common.store()

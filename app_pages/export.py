@@ -12,7 +12,7 @@ import streamlit as st
 from core.datapaths import export_path
 from core.errors import WorkbenchError
 from core.export import FILE_TYPES, FORMATS, ExportOptions, build_export, export_run
-from pages import common
+from app_pages import common
 
 MIME = {".jsonl": "application/jsonl", ".csv": "text/csv",
         ".parquet": "application/vnd.apache.parquet"}

@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import html
 
+import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.clusters import cluster_version, default_cluster_count
+from core.clusters import default_cluster_count
 from core.errors import WorkbenchError
 from core.map_view import ROLES, label_pairs, map_points, query_focus, selection_pairs, \
     selection_table
 from core.projection import EmbeddingVersion, embedding_version, project, version_runs
-from pages import common
+from app_pages import common
 
 COLOURS = {"query": "#1f77b4", "positive": "#2ca02c", "selected negative": "#d62728",
            "candidate": "#ff7f0e", "other": "#c7c7c7", "hard_negative": "#d62728",
            "false_negative": "#2ca02c", "unsure": "#9467bd", "undecided": "#c7c7c7"}
 NONE = "(none)"
+PALETTE = px.colors.qualitative.Dark24 + px.colors.qualitative.Light24
 
 st.title("Map")
 store = common.store()
@@ -33,12 +35,6 @@ def _projection(workspace: str, version: EmbeddingVersion, max_points: int, seed
     return project(common.store_at(workspace), version, max_points, seed, runs)
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
-def _clusters(workspace: str, version: EmbeddingVersion, n_clusters: int, seed: int):
-    """k-means clusters with TF-IDF names, cached per embedding version and cluster count."""
-    return cluster_version(common.store_at(workspace), version, n_clusters, seed)
-
-
 def _controls() -> tuple[str, int, int, str | None]:
     dataset = store.get_dataset(dataset_id=run.dataset_id)
     cols = st.columns([2, 1, 1, 2])
@@ -46,7 +42,7 @@ def _controls() -> tuple[str, int, int, str | None]:
                            horizontal=True, key="map_colour")
     n_clusters = cols[1].number_input(
         "Clusters", min_value=2, max_value=200, step=1, key="map_clusters",
-        value=min(default_cluster_count(dataset.n_documents), max(2, dataset.n_documents)))
+        value=default_cluster_count(dataset.n_documents))
     max_points = cols[2].number_input("Max points", min_value=100, max_value=50_000, step=500,
                                       value=2000, key="map_max_points",
                                       help="above this many points the documents are sampled")
@@ -76,11 +72,17 @@ def _figure(points, colour: str) -> go.Figure:
         fig.add_trace(_trace(points[~scored], "not scored", "#c7c7c7"))
     else:
         column = "cluster_name" if colour == "cluster" else colour
-        order = ROLES if colour == "role" else sorted(points[column].dropna().unique(), key=str)
-        for value in order:
+        if colour == "role":
+            order = list(ROLES)
+        elif colour == "cluster":
+            order = points.sort_values("cluster")["cluster_name"].dropna().unique().tolist()
+        else:
+            order = sorted(points[column].dropna().unique(), key=str)
+        for i, value in enumerate(order):
             group = points[points[column].eq(value)]
             if len(group):
-                fig.add_trace(_trace(group, str(value), COLOURS.get(str(value))))
+                fig.add_trace(_trace(group, str(value), COLOURS.get(str(value),
+                                                                    PALETTE[i % len(PALETTE)])))
     fig.update_layout(height=650, dragmode="lasso", legend={"itemsizing": "constant"},
                       margin={"l": 10, "r": 10, "t": 30, "b": 10})
     fig.update_xaxes(visible=False)
@@ -126,7 +128,7 @@ def _selection_actions(points, picked: list[tuple[str, str]], query: str | None)
     if cols[0].button("Send to review", key="map_send_review", disabled=pairs.empty):
         st.session_state["review_focus"] = list(zip(pairs["query_id"], pairs["doc_id"]))
         st.session_state["review_focus_run"] = run.run_id
-        st.switch_page("pages/review.py")
+        st.switch_page("app_pages/review.py")
     for col, label, key in ((cols[1], "hard_negative", "map_label_hard"),
                             (cols[2], "false_negative", "map_label_false")):
         if col.button(f"Label all as {label.replace('_', ' ')}", key=key, disabled=pairs.empty):
@@ -140,8 +142,7 @@ try:
     with st.spinner("Projecting with UMAP (cached once done)..."):
         projection = _projection(common.workspace_key(), version, max_points, run.seed,
                                  version_runs(store, version))
-    with st.spinner("Clustering..."):
-        clusters = _clusters(common.workspace_key(), version, n_clusters, run.seed)
+    clusters = common.clusters(common.workspace_key(), version, n_clusters, run.seed)
     points = map_points(store, run.run_id, projection, clusters)
     if projection.sampled:
         common.info(f"Showing a sample of {len(points):,} of {projection.total:,} points: every "

@@ -9,7 +9,7 @@ from core.datapaths import beir_splits, dataset_candidates, resolve_data_path, s
 from core.datastats import dataset_stats
 from core.errors import WorkbenchError
 from core.ingest import FORMATS, detect_format, read_dataset
-from pages import common
+from app_pages import common
 
 MAX_UPLOAD_MB = 200  # .streamlit/config.toml server.maxUploadSize says the same
 

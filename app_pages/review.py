@@ -6,13 +6,13 @@ from __future__ import annotations
 import streamlit as st
 
 from core.annotation import agreement, review_progress
-from core.clusters import cluster_version
+from core.clusters import default_cluster_count
 from core.errors import WorkbenchError
 from core.highlight import shared_terms, text_block
 from core.projection import embedding_version
 from core.review import QueueFilters, decide, review_card
 from core.review_filters import ReviewScope, queue_reason_kinds, queue_table, scoped_queue
-from pages import common
+from app_pages import common
 
 ACTIONS = (("Hard negative", "hard_negative", "H", "primary"),
            ("False negative", "false_negative", "F", "secondary"),
@@ -29,12 +29,12 @@ run = common.pick_run(store, "review_run")
 st.session_state.setdefault("review_skipped", set())
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
-def _cluster_queries(workspace: str, run_id: int) -> dict[str, tuple[str, ...]]:
-    """Cluster name -> its queries, from the run's embedding version (cached per run)."""
-    the_store = common.store_at(workspace)
-    clusters = cluster_version(the_store, embedding_version(the_store.get_run(run_id)))
-    queries = clusters.assignments[clusters.assignments["kind"].eq("query")]
+def _cluster_queries() -> dict[str, tuple[str, ...]]:
+    """Cluster name -> its queries, from the clusters the Map page shows by default."""
+    dataset = store.get_dataset(dataset_id=run.dataset_id)
+    found = common.clusters(common.workspace_key(), embedding_version(run),
+                            default_cluster_count(dataset.n_documents), run.seed)
+    queries = found.assignments[found.assignments["kind"].eq("query")]
     return {name: tuple(group["id"]) for name, group in queries.groupby("cluster_name")}
 
 
@@ -45,7 +45,7 @@ def _scope() -> ReviewScope:
     queries = sorted(store.run_candidates(run.run_id)["query_id"].unique())
     query = cols[4].selectbox("Query", [ANY, *queries], key="review_query")
     try:
-        clusters = _cluster_queries(common.workspace_key(), run.run_id)
+        clusters = _cluster_queries()
     except WorkbenchError:
         clusters = {}
     cluster = cols[1].selectbox("Cluster", [ANY, *clusters], key="review_cluster")
@@ -133,7 +133,8 @@ def _facts(card, row) -> None:
     cols[1].metric("Positive score", f"{card.pos_score:.3f}")
     cols[2].metric("Margin", f"{card.margin:+.3f}")
     cols[3].metric("Rank", "given" if card.rank is None else card.rank)
-    cols[4].metric("Suspicion", "not scored" if card.suspicion is None else f"{card.suspicion:.2f}")
+    cols[4].metric("Suspicion", "–" if card.suspicion is None else f"{card.suspicion:.2f}",
+                   help="not scored yet" if card.suspicion is None else None)
     cols[5].metric("Would export", "yes" if card.would_export else "no")
     if card.reasons:
         st.caption("Why it may be a false negative")

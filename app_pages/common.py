@@ -1,6 +1,6 @@
 """What every page shares: the cached Store, the annotator, the run picker, safe messages.
 
-Not a page itself (app.py lists the pages explicitly); pages import it as ``pages.common``.
+Not a page itself (app.py lists the pages explicitly); pages import it as ``app_pages.common``.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.clusters import Clusters, cluster_version
 from core.datapaths import default_data_dir
 from core.errors import WorkbenchError
+from core.projection import EmbeddingVersion
 from core.runs import finished_runs, run_label
 from core.store import RunInfo, Store
 
@@ -96,3 +98,10 @@ def pick_run(the_store: Store, key: str, label: str = "Run") -> RunInfo:
     run_id = st.selectbox(label, list(by_id), key=key,
                           format_func=lambda i: run_label(by_id[i]))
     return by_id[run_id]
+
+
+@st.cache_data(show_spinner="Clustering the documents...", max_entries=8)
+def clusters(workspace: str, version: EmbeddingVersion, n_clusters: int, seed: int) -> Clusters:
+    """k-means clusters with TF-IDF names, cached per embedding version, count and seed (the Map
+    and Review pages share them)."""
+    return cluster_version(store_at(workspace), version, n_clusters, seed)

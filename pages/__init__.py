@@ -1,1 +1,0 @@
-"""The workbench pages (listed explicitly by app.py) and their shared helpers."""
