@@ -83,7 +83,7 @@ def _figure(points, colour: str) -> go.Figure:
             if len(group):
                 fig.add_trace(_trace(group, str(value), COLOURS.get(str(value),
                                                                     PALETTE[i % len(PALETTE)])))
-    fig.update_layout(height=650, dragmode="lasso", legend={"itemsizing": "constant"},
+    fig.update_layout(height=650, dragmode="select", legend={"itemsizing": "constant"},
                       margin={"l": 10, "r": 10, "t": 30, "b": 10})
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
@@ -120,8 +120,8 @@ def _selection_actions(points, picked: list[tuple[str, str]], query: str | None)
     st.subheader(f"Selection: {len(table)} points")
     st.dataframe(table, hide_index=True, key="map_selection_table")
     pairs = selection_pairs(store, run.run_id, picked, query)
-    scope = f"with query {common.literal(query)}" if query else \
-        "with every query whose pool holds them"
+    scope = (f"paired with query {common.literal(query)}" if query else
+             "where the run selected them as negatives")
     st.caption(f"{len(pairs)} candidate pairs of this run: the selected documents {scope}, and "
                "the selected queries' negatives.")
     cols = st.columns(3)

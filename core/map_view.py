@@ -108,8 +108,9 @@ def selection_pairs(store: Store, run_id: int, picked: Iterable[tuple[str, str]]
                     query_id: str | None = None) -> pd.DataFrame:
     """The run's candidate pairs a map selection stands for.
 
-    A selected document stands for its pairs with ``query_id`` (when given) or with every query
-    whose pool holds it; a selected query stands for its selected negatives.
+    A selected document stands for its pool pair with ``query_id`` when a query is highlighted,
+    else for the pairs where the run selected it as a negative (what an export would use); a
+    selected query stands for its selected negatives.
 
     Returns:
         query_id, doc_id, score, selected, decision.
@@ -119,8 +120,7 @@ def selection_pairs(store: Store, run_id: int, picked: Iterable[tuple[str, str]]
     queries = {i for k, i in picked if k == "query"}
     pool = store.run_candidates(store.get_run(run_id).run_id)
     doc_rows = pool["doc_id"].isin(docs)
-    if query_id is not None:
-        doc_rows &= pool["query_id"].eq(query_id)
+    doc_rows &= pool["query_id"].eq(query_id) if query_id is not None else pool["selected"]
     rows = doc_rows | (pool["query_id"].isin(queries) & pool["selected"])
     return pool.loc[rows, ["query_id", "doc_id", "score", "selected", "decision"]].drop_duplicates(
         ["query_id", "doc_id"]).reset_index(drop=True)

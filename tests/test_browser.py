@@ -152,6 +152,17 @@ def _select(page, key: str, option: str) -> None:
     _settle(page)
 
 
+def _box_select_all(page) -> None:
+    """Drag a selection box over the whole map and wait for the selection table."""
+    area = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    page.mouse.move(area["x"] + 2, area["y"] + 2)
+    page.mouse.down()
+    page.mouse.move(area["x"] + area["width"] - 2, area["y"] + area["height"] - 2, steps=8)
+    page.mouse.up()
+    page.get_by_text("Selection:").wait_for()
+    _settle(page)
+
+
 def test_load_mine_review_export_in_chromium(server):
     from playwright.sync_api import sync_playwright
 
@@ -216,7 +227,11 @@ def test_load_mine_review_export_in_chromium(server):
                 if title == "Map":
                     page.locator(".js-plotly-plot").first.wait_for(timeout=MINE_MS)
                     _settle(page)
+                    _box_select_all(page)
                 _shot(page, title.lower())
+            page.locator(".st-key-map_send_review button").click()
+            page.get_by_text("sent from the map").wait_for()
+            _settle(page)
             assert page.evaluate("typeof window.__xss") == "undefined"
         except Exception:
             _shot(page, "failure")  # what the page showed when a step failed

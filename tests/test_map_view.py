@@ -61,9 +61,10 @@ def test_selection_pairs_and_labels(store, mined):
     with_query = selection_pairs(store, mined.run_id, picked, query_id="q1")
     q4_negatives = int(mined.candidates[mined.candidates["query_id"].eq("q4")]["selected"].sum())
     assert len(with_query) == 1 + q4_negatives
+    chosen = mined.candidates[mined.candidates["doc_id"].eq("d2") & mined.candidates["selected"]]
     every = selection_pairs(store, mined.run_id, [("document", "d2")])
-    assert sorted(every["query_id"]) == ["q1", "q2", "q3", "q4"]
+    assert sorted(every["query_id"]) == sorted(chosen["query_id"]) and len(every) >= 1
     with pytest.raises(WorkbenchError, match="annotator name is required"):
         label_pairs(store, mined.run_id, every, "hard_negative", "  ")
-    assert label_pairs(store, mined.run_id, every, "hard_negative", "bob") == 4
-    assert len(store.latest_decisions()) == 4
+    assert label_pairs(store, mined.run_id, every, "hard_negative", "bob") == len(every)
+    assert len(store.latest_decisions()) == len(every)
