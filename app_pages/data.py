@@ -1,11 +1,14 @@
-"""Data: import a dataset from the data folder or an upload (checked and previewed first); its stats."""
+"""Data: import a dataset from the data folder or an upload (checked and previewed first);
+its statistics."""
 
 from __future__ import annotations
 
 import plotly.express as px
 import streamlit as st
 
-from core.datapaths import beir_splits, dataset_candidates, resolve_data_path, save_upload
+from core.datapaths import (
+    beir_splits, dataset_candidates, modified_stamp, resolve_data_path, save_upload,
+)
 from core.datastats import dataset_stats
 from core.errors import WorkbenchError
 from core.ingest import FORMATS, detect_format, read_dataset
@@ -103,7 +106,7 @@ try:
     else:
         options = _read_options(path)
         with st.spinner("Reading and validating..."):
-            content, report = _read(str(path), path.stat().st_mtime, tuple(
+            content, report = _read(str(path), modified_stamp(path), tuple(
                 (k, tuple(v) if isinstance(v, list) else v) for k, v in options.items()))
         _show_report(content, report)
         if st.button("Import into the workspace", type="primary", key="data_import"):

@@ -108,7 +108,8 @@ try:
     cols[0].metric("Selected negatives dropped", f"{result.selected_dropped} / {result.selected}")
     cols[1].metric("Pool candidates dropped", f"{result.pool_dropped} / {result.pool}")
     cols[2].metric("Queries losing a negative", f"{result.queries_affected} / {result.queries}")
-    cols[3].metric(f"Queries left short of {result.k}", f"{result.queries_short} / {result.queries}",
+    cols[3].metric(f"Queries left short of {result.k}",
+                   f"{result.queries_short} / {result.queries}",
                    help="even refilling from the rest of the stored pool")
     if not result.rules.empty:
         st.dataframe(result.rules, hide_index=True, key="margins_rules")

@@ -1,5 +1,5 @@
-"""Review: core's queue with filters; a card per candidate with shortcut-driven decisions, undo and a
-note; progress per annotator and agreement between annotators."""
+"""Review: core's queue with filters; a card per candidate with shortcut-driven decisions, undo
+and a note; progress per annotator and agreement between annotators."""
 
 from __future__ import annotations
 

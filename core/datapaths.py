@@ -1,4 +1,4 @@
-"""The app's file boundary: datasets are read from, and uploads and exports written to, the data folder.
+"""The app's file boundary: datasets are read from, uploads and exports written to, the data folder.
 
 A path typed into the app is confined to the data folder: ``..`` components, absolute paths
 elsewhere and symbolic links that lead outside are refused. Uploaded files are stored under
@@ -78,6 +78,15 @@ def _check_links(folder: Path, root: Path, shown: str) -> None:
                     f"the data folder {root}")
 
 
+def modified_stamp(path: str | Path) -> float:
+    """The newest modification time of a file, or of any file inside a folder (a cache key)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path.stat().st_mtime
+    return max([path.stat().st_mtime, *(p.stat().st_mtime for p in path.rglob("*")
+                                        if p.is_file())])
+
+
 def beir_splits(path: str | Path) -> list[str]:
     """The qrels splits of a BEIR folder (``qrels/<split>.tsv``); empty for anything else."""
     qrels = Path(path) / "qrels"
@@ -117,7 +126,8 @@ def save_upload(data_dir: str | Path, filename: str, data: bytes, max_bytes: int
     """Store an uploaded file under ``uploads/`` and return the path to ingest.
 
     A .zip is unpacked into its own folder; the returned path is the folder holding
-    corpus.jsonl when there is exactly one, else the unpacked folder.
+    corpus.jsonl when there is exactly one, else the archive's single top folder (a Hugging Face
+    ``save_to_disk`` folder), else the unpacked folder.
 
     Raises:
         WorkbenchError: unsupported extension, too large, or an unsafe or broken archive.
@@ -142,7 +152,10 @@ def save_upload(data_dir: str | Path, filename: str, data: bytes, max_bytes: int
     if not folder.exists():
         _unzip(data, folder, filename)
     beir = sorted(p.parent for p in folder.rglob("corpus.jsonl"))
-    return beir[0] if len(beir) == 1 else folder
+    if len(beir) == 1:
+        return beir[0]
+    entries = [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else folder
 
 
 def _unzip(data: bytes, folder: Path, shown: str) -> None:
@@ -196,7 +209,7 @@ def _check_member(member: zipfile.ZipInfo, shown: str) -> None:
 
 
 def export_path(data_dir: str | Path, dataset: str, run_id: int, format: str, suffix: str) -> Path:
-    """The file an export of ``run_id`` is written to: ``exports/<dataset>-run<id>-<format><suffix>``.
+    """Where an export of ``run_id`` goes: ``exports/<dataset>-run<id>-<format><suffix>``.
 
     The exports folder is created when missing.
     """

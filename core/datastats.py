@@ -68,8 +68,8 @@ def dataset_stats(store: Store, dataset_id: int) -> DatasetStats:
                   int((duplicates["kind"] == "document").sum()),
                   int((duplicates["kind"] == "query").sum()), int((per_query == 0).sum())],
     })
-    lengths = pd.concat([_lengths(queries["text"], "query"), _lengths(documents["text"], "document")],
-                        ignore_index=True)
+    lengths = pd.concat([_lengths(queries["text"], "query"),
+                         _lengths(documents["text"], "document")], ignore_index=True)
     return DatasetStats(counts, per_query_frame, lengths, duplicates)
 
 

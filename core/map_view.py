@@ -30,7 +30,9 @@ def _document_decisions(pool: pd.DataFrame) -> pd.Series:
     return ranked.groupby("doc_id")["decision"].first()
 
 
-def map_points(store: Store, run_id: int, projection: Projection, clusters: Clusters) -> pd.DataFrame:
+def map_points(
+    store: Store, run_id: int, projection: Projection, clusters: Clusters,
+) -> pd.DataFrame:
     """The projection's points joined with the run: role, cluster, suspicion, decision.
 
     Returns:
@@ -79,7 +81,8 @@ def query_focus(store: Store, run_id: int, query_id: str) -> QueryFocus:
     positives = store.dataset_frame(run.dataset_id, "positives")
     pool = store.run_candidates(run.run_id)
     mine = pool[pool["query_id"].eq(query_id) & pool["selected"]]
-    return QueryFocus(query_id, positives.loc[positives["query_id"].eq(query_id), "doc_id"].tolist(),
+    labeled = positives.loc[positives["query_id"].eq(query_id), "doc_id"].tolist()
+    return QueryFocus(query_id, labeled,
                       mine[["doc_id", "rank", "score", "selected"]].reset_index(drop=True))
 
 

@@ -1,4 +1,4 @@
-"""The Review page's queue: core's order, narrowed by the page's filters, a map selection and skips."""
+"""The Review page's queue: core's order narrowed by the page's filters, a map selection, skips."""
 
 from __future__ import annotations
 

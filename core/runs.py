@@ -86,7 +86,8 @@ def compare_runs(store: Store, run_a: int, run_b: int) -> RunComparison:
     sets_a = a.groupby("query_hash")["doc_hash"].agg(set)
     sets_b = b.groupby("query_hash")["doc_hash"].agg(set)
     queries = sorted(set(sets_a.index) | set(sets_b.index))
-    query_ids = dict(zip(a["query_hash"], a["query_id"])) | dict(zip(b["query_hash"], b["query_id"]))
+    query_ids = {**dict(zip(b["query_hash"], b["query_id"])),
+                 **dict(zip(a["query_hash"], a["query_id"]))}
     rows = []
     for q in queries:
         sa, sb = sets_a.get(q, set()), sets_b.get(q, set())

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.datapaths import (
-    beir_splits, dataset_candidates, export_path, resolve_data_path, save_upload,
+    beir_splits, dataset_candidates, export_path, modified_stamp, resolve_data_path, save_upload,
 )
 from core.errors import WorkbenchError
 from tests.conftest import write_beir
@@ -54,6 +54,14 @@ def test_symlinks_leading_outside_are_refused(data_dir, tmp_path):
     os.symlink(outside, data_dir / "sets" / "tiny" / "extra.jsonl")
     with pytest.raises(WorkbenchError, match="leads outside"):
         resolve_data_path(data_dir, "sets/tiny")
+
+
+def test_modified_stamp_sees_files_inside_a_folder(data_dir):
+    folder = data_dir / "sets" / "tiny"
+    before = modified_stamp(folder)
+    corpus = folder / "corpus.jsonl"
+    os.utime(corpus, (before + 100, before + 100))
+    assert modified_stamp(folder) == before + 100 == modified_stamp(corpus)
 
 
 def test_dataset_candidates_and_splits(data_dir):
@@ -100,6 +108,12 @@ def test_zipped_beir_folder_is_unpacked(data_dir, tmp_path):
     path = save_upload(data_dir, "tiny.zip", _zip(entries), max_bytes=1 << 20)
     assert (path / "corpus.jsonl").is_file() and path.name == "tiny"
     assert data_dir / "uploads" in path.parents
+
+
+def test_zipped_single_folder_is_returned(data_dir):
+    path = save_upload(data_dir, "hf.zip", _zip({"myset/dataset_info.json": b"{}",
+                                                 "myset/data-00000.arrow": b"x"}), 1 << 20)
+    assert path.name == "myset" and (path / "dataset_info.json").is_file()
 
 
 @pytest.mark.parametrize("entries, link", [

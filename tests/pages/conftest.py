@@ -1,4 +1,4 @@
-"""App test fixtures: a data folder with the topical corpus, and a workspace mined once per module."""
+"""App test fixtures: a data folder with the topical corpus; a workspace mined once per module."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ def _messages(at) -> list[str]:
 
 
 def _frame(at, column: str):
-    """The first table on the page with ``column`` (st.dataframe keys are not exposed to AppTest)."""
+    """The first table with ``column`` (AppTest does not expose st.dataframe keys)."""
     return next(d.value for d in at.dataframe if column in d.value.columns)
 
 

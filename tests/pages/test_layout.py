@@ -1,5 +1,5 @@
-"""STYLE rule 1 and the app's house rules, checked on the source: thin pages, pure core, keyed widgets,
-no dataset text through Markdown or unsafe HTML."""
+"""STYLE rule 1 and the app's house rules, checked on the source: thin pages, pure core, keyed
+widgets, no dataset text through Markdown or unsafe HTML."""
 
 from __future__ import annotations
 
