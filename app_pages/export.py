@@ -52,7 +52,7 @@ def _preview(options: ExportOptions) -> None:
         frame = build_export(store, run.run_id, options)
     counts = frame.attrs.get("counts", {})
     st.subheader(f"Preview: {len(frame):,} rows")
-    left, right = st.columns([3, 1])
+    left, right = st.columns([5, 2])
     left.dataframe(frame.head(100), hide_index=True, key="export_preview")
     right.dataframe([{"count": k.replace("_", " "), "value": v} for k, v in counts.items()],
                     hide_index=True, key="export_counts")
