@@ -1,5 +1,5 @@
 """Command line: python -m core {ingest, mine, export, datasets, runs, strategies, decide, learn,
-undo, bench}.
+undo, decisions export|import, bench}.
 
 Errors a user can cause print one sentence on stderr and exit 1, never a traceback.
 """
@@ -60,7 +60,7 @@ class _TqdmPhases:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from core.ingest import ingest
+    from core.ingest import read_dataset
     from core.store import Store
 
     sources = [(f, p) for f, p in (("beir", args.beir), ("pairs", args.pairs), ("flag", args.flag),
@@ -75,9 +75,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         options["positive_column"] = args.positive_column
     if args.negative_columns:
         options["negative_columns"] = [c.strip() for c in args.negative_columns.split(",")]
-    store = Store(args.workspace)
-    report = ingest(store, path, format=fmt, split=args.split, name=args.name, **options)
-    info = report.dataset
+    # Everything is validated before the workspace is opened: bad input leaves no file behind.
+    content, report = read_dataset(path, format=fmt, split=args.split, name=args.name, **options)
+    info = Store(args.workspace).add_dataset(content)
     print(f"ingested dataset {info.name!r} (id {info.dataset_id}, {report.format}): "
           f"{info.n_queries} queries, {info.n_documents} documents, {info.n_positives} positives")
     counts = report.counts
@@ -194,6 +194,23 @@ def cmd_undo(args: argparse.Namespace) -> int:
     else:
         print(f"undid decision {undone.decision_id}: {undone.label} for query "
               f"{undone.query_id!r}, document {undone.doc_id!r}")
+    return 0
+
+
+def cmd_decisions(args: argparse.Namespace) -> int:
+    from core.decisions import export_decisions, import_decisions
+    from core.store import Store
+
+    store = Store(args.workspace)
+    if args.action == "export":
+        written = export_decisions(store, args.out)
+        print(f"wrote {written.decisions} decisions ({written.retracted} retracted) to "
+              f"{written.path}")
+    else:
+        merged = import_decisions(store, args.in_path)
+        print(f"read {merged.read} decisions from {merged.path}: {merged.added} added, "
+              f"{merged.already_present} already present, {merged.retractions_added} "
+              "retractions applied")
     return 0
 
 
@@ -324,6 +341,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("undo", cmd_undo, "undo an annotator's last decision")
     p.add_argument("--annotator", required=True)
+
+    actions = sub.add_parser(
+        "decisions", help="export or import annotators' decisions (JSONL)",
+        description="export a workspace's decisions to JSONL, or import (merge) such a file",
+    ).add_subparsers(dest="action", required=True)
+    p = actions.add_parser("export", help="write every decision to a JSONL file")
+    p.add_argument("--workspace", required=True, help="workspace DuckDB file")
+    p.add_argument("--out", required=True, help="output .jsonl file")
+    p.set_defaults(handler=cmd_decisions)
+    p = actions.add_parser("import", help="merge a decisions JSONL file (idempotent)")
+    p.add_argument("--workspace", required=True, help="workspace DuckDB file")
+    p.add_argument("--in", dest="in_path", required=True, help="decisions .jsonl file")
+    p.set_defaults(handler=cmd_decisions)
 
     p = sub.add_parser("bench", help="run a benchmark", description="run a benchmark")
     p.add_argument("benchmark", choices=["hidden-positive"],

@@ -24,6 +24,8 @@ import pyarrow.parquet as pq
 from core.errors import InputError
 
 _BOM = b"\xef\xbb\xbf"
+MAX_LINE_BYTES = 64 << 20
+"""Longest line accepted (64 MiB): a longer one is refused before it fills the memory."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,11 @@ def decoded_lines(path: Path, display: str) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, decoded line with its line ending) of a UTF-8 text file."""
     check_file(path, display)
     with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
+        for number, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""),
+                                     start=1):
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                raise InputError(display, f"line {number}", f"is longer than "
+                                 f"{MAX_LINE_BYTES >> 20} MiB; is the file missing line breaks?")
             if number == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM):]
             try:

@@ -25,15 +25,15 @@ def decide(
         WorkbenchError: unknown run, query or document, bad label, or no annotator.
     """
     run = store.get_run(run_id)
-    dataset = store.get_dataset(dataset_id=run.dataset_id)
-    hashes = store.pair_hashes(dataset.dataset_id, query_id, doc_id)
+    name = store.dataset_name(run.dataset_id)  # not get_dataset: its row counts cost a scan
+    hashes = store.pair_hashes(run.dataset_id, query_id, doc_id)
     if hashes is None:
         raise WorkbenchError(
-            f"dataset {dataset.name!r} has no query {query_id!r} with document {doc_id!r}"
+            f"dataset {name!r} has no query {query_id!r} with document {doc_id!r}"
         )
     query_hash, doc_hash = hashes
     return store.record_decision(query_hash, doc_hash, label, annotator, query_id, doc_id,
-                                 dataset.name, note)
+                                 name, note)
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,15 @@ Streamlit sessions of one server process can share a Store.
 from __future__ import annotations
 
 import json
+import os
+import re
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import duckdb
 import numpy as np
@@ -114,6 +117,18 @@ MIGRATIONS: tuple[str, ...] = (
         scorer VARCHAR NOT NULL, scored_at TIMESTAMP NOT NULL
     );
     """,
+    # The latest decision is the newest by time (ties: by id), so workspaces that import each
+    # other's decisions agree on it whichever way they merged.
+    """
+    CREATE OR REPLACE VIEW latest_decisions AS
+        SELECT * EXCLUDE (rn) FROM (
+            SELECT d.*, row_number() OVER (
+                PARTITION BY d.query_hash, d.doc_hash
+                ORDER BY d.created_at DESC, d.decision_id DESC) AS rn
+            FROM decisions d
+            WHERE d.decision_id NOT IN (SELECT decision_id FROM retractions)
+        ) WHERE rn = 1;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -207,45 +222,107 @@ _CANDIDATE_COLUMNS = (
     "selected",
 )
 
-_connections: dict[str, duckdb.DuckDBPyConnection] = {}
+LOCK_WAIT_S = float(os.environ.get("WORKBENCH_LOCK_WAIT_S", "5"))
+"""Seconds opening a workspace waits for another process to release it before refusing
+(``$WORKBENCH_LOCK_WAIT_S``, default 5)."""
+INTERRUPTED = "interrupted: the process running it stopped before the run finished"
+
+
+@dataclass
+class _Shared:
+    """What every Store of one workspace file shares in a process: the connection and the lock
+    that serialises its write transactions (reads run concurrently on their own cursors)."""
+
+    con: duckdb.DuckDBPyConnection
+    write_lock: threading.RLock
+
+
+_connections: dict[str, _Shared] = {}
 _connections_lock = threading.Lock()
+# Runs this process is mining, per workspace: never mistaken for interrupted ones. Kept across
+# close() so a reopened workspace does not fail a run that is still going.
+_live_runs: dict[str, set[int]] = {}
 
 
-def _connect(path: Path) -> duckdb.DuckDBPyConnection:
-    """One connection per workspace file per process (DuckDB allows one writer process)."""
+def _open(path: Path, key: str, lock_wait: float) -> duckdb.DuckDBPyConnection:
+    """Connect, waiting up to ``lock_wait`` seconds while another process holds the file."""
+    deadline = time.monotonic() + lock_wait
+    while True:
+        try:
+            return duckdb.connect(key)
+        except duckdb.IOException as err:
+            first = str(err).splitlines()[0]
+            if "Could not set lock" not in first:
+                raise WorkbenchError(
+                    f"workspace {path} could not be opened: it is not a DuckDB workspace ({first})"
+                ) from err
+            if time.monotonic() >= deadline:
+                holder = re.search(r"PID (\d+)", first)
+                who = f" (PID {holder.group(1)})" if holder else ""
+                raise WorkbenchError(
+                    f"workspace {path} is open in another process{who}, and a workspace can be "
+                    "written by one process at a time: close the other app or command, or use "
+                    "another workspace file"
+                ) from err
+            time.sleep(0.05)
+
+
+def _connect(path: Path, lock_wait: float, prepare: Callable[[_Shared], None]) -> _Shared:
+    """One connection per workspace file per process (DuckDB allows one writer process).
+
+    A new connection is ``prepare``d (migrated, interrupted runs marked) before any other thread
+    of the process can use it.
+    """
     key = str(path.resolve())
     with _connections_lock:
-        con = _connections.get(key)
-        if con is None:
+        shared = _connections.get(key)
+        if shared is None:
+            shared = _Shared(_open(path, key, lock_wait), threading.RLock())
             try:
-                con = duckdb.connect(key)
-            except duckdb.IOException as err:
-                raise WorkbenchError(
-                    f"workspace {path} could not be opened: it is in use by another process or "
-                    f"not a DuckDB file ({str(err).splitlines()[0]})"
-                ) from err
-            _connections[key] = con
-        return con
+                prepare(shared)
+            except BaseException:
+                shared.con.close()
+                raise
+            _connections[key] = shared
+        return shared
 
 
 class Store:
     """A workspace on disk. Cheap to create: instances of one file share the process's connection."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, lock_wait: float | None = None) -> None:
+        """Open (creating when missing) a workspace file.
+
+        Args:
+            lock_wait: seconds to wait while another process holds the file (default
+                ``LOCK_WAIT_S``).
+
+        Raises:
+            WorkbenchError: a folder, not a DuckDB file, newer schema, or held by another process
+                for longer than ``lock_wait``.
+        """
         self.path = Path(path)
         if self.path.is_dir():
             raise WorkbenchError(f"workspace {self.path} is a directory; give a .duckdb file path")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = _connect(self.path)
+        self._key = str(self.path.resolve())
+        wait = LOCK_WAIT_S if lock_wait is None else lock_wait
+        self._shared = _connect(self.path, wait, self._prepare)
+        self._con = self._shared.con
+
+    def _prepare(self, shared: _Shared) -> None:
+        """First open in this process: migrate, then fail the runs a dead process left running."""
+        self._shared, self._con = shared, shared.con
         self._migrate()
+        self._fail_interrupted_runs()
 
     def close(self) -> None:
         """Close the process's connection to this workspace (every Store of the file)."""
-        key = str(self.path.resolve())
         with _connections_lock:
-            con = _connections.pop(key, None)
-        if con is not None:
-            con.close()
+            shared = _connections.pop(self._key, None)
+        if shared is not None:
+            with shared.write_lock:
+                shared.con.close()
 
     def __enter__(self) -> "Store":
         return self
@@ -259,16 +336,19 @@ class Store:
 
     @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        cur = self._cursor()
-        cur.execute("BEGIN TRANSACTION")
-        try:
-            yield cur
-        except BaseException:
-            cur.execute("ROLLBACK")
+        """A write transaction on its own cursor; the process's writers to this file take turns,
+        so read-then-write steps (undo, run recovery) cannot interleave and never conflict."""
+        with self._shared.write_lock:
+            cur = self._cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                cur.close()
+                raise
+            cur.execute("COMMIT")
             cur.close()
-            raise
-        cur.execute("COMMIT")
-        cur.close()
 
     def _migrate(self) -> None:
         with self._transaction() as cur:
@@ -361,6 +441,18 @@ class Store:
                 return info
         names = ", ".join(sorted(i.name for i in active))
         raise WorkbenchError(f"workspace {self.path} has no dataset named {name!r} (it has: {names})")
+
+    def dataset_name(self, dataset_id: int) -> str:
+        """Return a dataset's name (cheaper than ``get_dataset``, which counts its rows).
+
+        Raises:
+            WorkbenchError: no such dataset.
+        """
+        row = self._cursor().execute(
+            "SELECT name FROM datasets WHERE dataset_id = ?", [dataset_id]).fetchone()
+        if row is None:
+            raise WorkbenchError(f"workspace {self.path} has no dataset with id {dataset_id}")
+        return row[0]
 
     def dataset_frame(self, dataset_id: int, table: str) -> pd.DataFrame:
         """Return one table's rows of a dataset: queries, documents, positives or given_negatives."""
@@ -479,6 +571,7 @@ class Store:
                 [run_id, dataset_id, strategy, json.dumps(params, sort_keys=True), model, model_fp,
                  query_prompt, doc_prompt, seed, num_negatives, pool_depth, _now()],
             )
+            _live_runs.setdefault(self._key, set()).add(run_id)
         return run_id
 
     def finish_run(
@@ -509,6 +602,7 @@ class Store:
                 [_now(), json.dumps(timings), json.dumps(filter_counts), n_queries,
                  json.dumps(list(short_queries)), run_id],
             )
+        _live_runs.get(self._key, set()).discard(run_id)
 
     def fail_run(self, run_id: int, error: str) -> None:
         """Mark a run failed with a one-sentence reason."""
@@ -517,6 +611,26 @@ class Store:
                 "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ?",
                 [_now(), error, run_id],
             )
+        _live_runs.get(self._key, set()).discard(run_id)
+
+    def _fail_interrupted_runs(self) -> list[int]:
+        """Mark failed the runs left 'running' by a process that is gone; return their ids.
+
+        Runs on the first open of the file in this process. DuckDB lets one process hold the file,
+        so a run still 'running' then was started by a process that has stopped (killed, crashed)
+        unless this process is mining it.
+        """
+        live = _live_runs.get(self._key, set())
+        with self._transaction() as cur:
+            rows = cur.execute("SELECT run_id FROM runs WHERE status = 'running'").fetchall()
+            stale = [run_id for (run_id,) in rows if run_id not in live]
+            for run_id in stale:
+                cur.execute(
+                    "UPDATE runs SET status = 'failed', finished_at = ?, error = ? "
+                    "WHERE run_id = ? AND status = 'running'",
+                    [_now(), INTERRUPTED, run_id],
+                )
+        return stale
 
     _RUN_COLUMNS = (
         "run_id, dataset_id, strategy, params, model, model_fp, query_prompt, doc_prompt, seed, "
@@ -642,7 +756,8 @@ class Store:
         with self._transaction() as cur:
             row = cur.execute(
                 "SELECT * FROM decisions WHERE annotator = ? AND decision_id NOT IN "
-                "(SELECT decision_id FROM retractions) ORDER BY decision_id DESC LIMIT 1",
+                "(SELECT decision_id FROM retractions) "
+                "ORDER BY created_at DESC, decision_id DESC LIMIT 1",
                 [annotator.strip()],
             ).fetchone()
             if row is None:
@@ -674,13 +789,67 @@ class Store:
             SELECT query_hash, doc_hash, query_id, doc_id, annotator, label, decision_id
             FROM (
                 SELECT d.*, row_number() OVER (PARTITION BY d.query_hash, d.doc_hash, d.annotator
-                                               ORDER BY d.decision_id DESC) AS rn
+                                               ORDER BY d.created_at DESC, d.decision_id DESC) AS rn
                 FROM decisions d
                 WHERE d.decision_id NOT IN (SELECT decision_id FROM retractions)
             ) WHERE rn = 1
             ORDER BY decision_id
             """
         ).df()
+
+    _DECISION_KEY = (
+        "d.query_hash = i.query_hash AND d.doc_hash = i.doc_hash AND d.annotator = i.annotator "
+        "AND d.label = i.label AND d.created_at = i.created_at"
+    )
+
+    def decision_records(self) -> pd.DataFrame:
+        """Every decision with the time it was retracted (NaT while live), oldest first.
+
+        Columns: query_hash, doc_hash, query_id, doc_id, dataset, label, annotator, created_at,
+        note, retracted_at. A decision is identified across workspaces by (query_hash, doc_hash,
+        annotator, label, created_at): ids are local to a workspace.
+        """
+        return self._cursor().execute(
+            "SELECT d.query_hash, d.doc_hash, d.query_id, d.doc_id, d.dataset, d.label, "
+            "d.annotator, d.created_at, d.note, r.retracted_at FROM decisions d "
+            "LEFT JOIN (SELECT decision_id, min(created_at) AS retracted_at FROM retractions "
+            "GROUP BY decision_id) r USING (decision_id) ORDER BY d.created_at, d.decision_id"
+        ).df()
+
+    def merge_decisions(self, frame: pd.DataFrame) -> tuple[int, int, int]:
+        """Add decisions (``decision_records`` columns) that this workspace lacks, in one transaction.
+
+        A decision already present (same query_hash, doc_hash, annotator, label, created_at) is
+        not added again; one retracted in ``frame`` is retracted here too. Importing the same
+        records twice changes nothing.
+
+        Returns:
+            (decisions added, decisions already present, retractions added).
+        """
+        columns = ("query_hash", "doc_hash", "query_id", "doc_id", "dataset", "label",
+                   "annotator", "created_at", "note", "retracted_at")
+        with self._transaction() as cur:
+            cur.register("incoming_decisions", frame[list(columns)])
+            distinct = cur.execute(
+                "SELECT count(*) FROM (SELECT DISTINCT query_hash, doc_hash, annotator, label, "
+                "created_at FROM incoming_decisions)"
+            ).fetchone()[0]
+            added = cur.execute(
+                "INSERT INTO decisions SELECT nextval('decision_seq'), i.query_hash, i.doc_hash, "
+                "i.query_id, i.doc_id, i.dataset, i.label, i.annotator, i.created_at, i.note "
+                "FROM (SELECT * FROM incoming_decisions QUALIFY row_number() OVER (PARTITION BY "
+                "query_hash, doc_hash, annotator, label, created_at ORDER BY note NULLS LAST) = 1"
+                ") i WHERE NOT EXISTS (SELECT 1 FROM decisions d WHERE "
+                + self._DECISION_KEY + ") ORDER BY i.created_at"
+            ).fetchone()[0]
+            retracted = cur.execute(
+                "INSERT INTO retractions SELECT d.decision_id, d.annotator, min(i.retracted_at) "
+                "FROM incoming_decisions i JOIN decisions d ON " + self._DECISION_KEY
+                + " WHERE i.retracted_at IS NOT NULL AND d.decision_id NOT IN "
+                "(SELECT decision_id FROM retractions) GROUP BY d.decision_id, d.annotator"
+            ).fetchone()[0]
+            cur.unregister("incoming_decisions")
+        return int(added), int(distinct - added), int(retracted)
 
     def annotation_version(self, run_id: int) -> str:
         """Return a token that changes whenever decisions or the run's suspicion scores change.
