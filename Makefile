@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 SAMPLE := data/sample/dbpedia-entity-5k
 WORKSPACE ?= data/workspaces/sample.duckdb
 PORT ?= 8501
+# Listen on this machine only; `make app ADDRESS=0.0.0.0` serves the network (then configure
+# sign-in, see the README's Reliability and security section).
+ADDRESS ?= 127.0.0.1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
@@ -43,7 +46,7 @@ $(WORKSPACE): | $(VENV)/.app-installed
 sample: $(WORKSPACE)
 
 app: $(VENV)/.app-installed $(WORKSPACE)
-	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) \
+	$(PY) -m streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT) \
 		--server.headless true --browser.gatherUsageStats false -- --workspace $(WORKSPACE)
 
 test: $(VENV)/.dev-installed browser

@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 
 import streamlit as st
+
+from app_pages import common
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def _default_workspace() -> str:
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--workspace", default=os.environ.get(
-        "WORKBENCH_WORKSPACE", "data/workspaces/sample.duckdb"))
-    known, _ = parser.parse_known_args(sys.argv[1:])
-    return known.workspace
-
-
 st.set_page_config(page_title="Hard-negative workbench", layout="wide")
 # Re-assigning the sidebar's keys every run keeps their values when the user switches pages
 # (Streamlit otherwise resets a widget whose page changed).
-for name, default in (("workspace", _default_workspace()), ("annotator", "")):
+for name, default in (("workspace", common.configured_workspace()), ("annotator", "")):
     st.session_state[name] = st.session_state.get(name, default)
 with st.sidebar:
     st.text_input("Workspace", key="workspace", help="the workspace's DuckDB file")
-    st.text_input("Annotator", key="annotator", help="your name; required before reviewing",
-                  placeholder="your name")
+    identity = common.login_identity()  # None unless sign-in (st.login) is configured
+    if identity is None:
+        st.text_input("Annotator", key="annotator", help="your name; required before reviewing",
+                      placeholder="your name")
+    else:
+        common.sign_in_box(identity)
 
 # The pages live in app_pages/, not pages/: with a pages/ folder next to app.py, Streamlit 1.67
 # serves a fresh server's first deep link (/review) as a legacy multipage app that never runs

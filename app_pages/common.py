@@ -5,13 +5,16 @@ Not a page itself (app.py lists the pages explicitly); pages import it as ``app_
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
+import sys
 from pathlib import Path
 
 import streamlit as st
 
 from core.clusters import Clusters, cluster_version
-from core.datapaths import default_data_dir
+from core.datapaths import default_data_dir, resolve_workspace_path
 from core.errors import WorkbenchError
 from core.projection import EmbeddingVersion
 from core.runs import finished_runs, run_label
@@ -65,6 +68,11 @@ def store(create: bool = False) -> Store:
     if not path:
         error("Enter a workspace file in the sidebar, e.g. data/workspaces/sample.duckdb.")
         st.stop()
+    try:  # a typed path stays inside the data folder (the server's own workspace may be anywhere)
+        resolve_workspace_path(data_dir(), path, configured_workspace())
+    except WorkbenchError as err:
+        error(err)
+        st.stop()
     if not create and not Path(path).is_file():
         error(f"Workspace {path} does not exist yet; import a dataset on the Data page to "
               "create it, or run make sample.")
@@ -81,8 +89,46 @@ def data_dir() -> Path:
     return default_data_dir()
 
 
+def configured_workspace() -> str:
+    """The workspace the server was started with: ``-- --workspace W``, else
+    ``$WORKBENCH_WORKSPACE``, else the sample's."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--workspace", default=os.environ.get(
+        "WORKBENCH_WORKSPACE", "data/workspaces/sample.duckdb"))
+    known, _ = parser.parse_known_args(sys.argv[1:])
+    return known.workspace
+
+
+def login_identity() -> str | None:
+    """Who is signed in when sign-in (st.login, OIDC in .streamlit/secrets.toml) is configured:
+    their email (else username, name or subject), '' while signed out; None without sign-in."""
+    if "is_logged_in" not in st.user:
+        return None
+    if not st.user.is_logged_in:
+        return ""
+    for claim in ("email", "preferred_username", "name", "sub"):
+        value = st.user.get(claim)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return ""
+
+
+def sign_in_box(identity: str) -> None:
+    """The sidebar's sign-in state: who is signed in and a log-out button, or a log-in button."""
+    if identity:
+        st.caption(f"Annotator: {literal(identity)} (signed in)")
+        if st.button("Log out", key="auth_logout"):
+            st.logout()
+    elif st.button("Log in", key="auth_login", type="primary"):
+        st.login()
+
+
 def annotator() -> str:
-    """The annotator's name from the sidebar ('' when not given)."""
+    """The annotator: the signed-in identity when sign-in is configured, else the name typed in
+    the sidebar ('' when not given or signed out)."""
+    identity = login_identity()
+    if identity is not None:
+        return identity
     return str(st.session_state.get("annotator", "") or "").strip()
 
 

@@ -23,7 +23,8 @@ st.title("Review")
 store = common.store()
 annotator = common.annotator()
 if not annotator:
-    common.error("Enter your name in the sidebar (Annotator) before reviewing.")
+    common.error("Log in (sidebar) before reviewing." if common.login_identity() == "" else
+                 "Enter your name in the sidebar (Annotator) before reviewing.")
     st.stop()
 run = common.pick_run(store, "review_run")
 st.session_state.setdefault("review_skipped", set())

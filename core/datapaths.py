@@ -87,6 +87,32 @@ def modified_stamp(path: str | Path) -> float:
                                         if p.is_file())])
 
 
+def resolve_workspace_path(data_dir: str | Path, typed: str,
+                           configured: str | Path | None = None) -> Path:
+    """Resolve a workspace file typed in the app: a .duckdb file inside the data folder.
+
+    The workspace the server was started with (``configured``) is accepted wherever it is; any
+    other must resolve, symbolic links followed, inside the data folder. Relative paths are taken
+    from the working directory, as on the command line (``data/workspaces/sample.duckdb``).
+
+    Raises:
+        WorkbenchError: not a .duckdb name, a ``..`` component, or outside the data folder.
+    """
+    text = (typed or "").strip()
+    candidate = Path(text).resolve()
+    if configured is not None and candidate == Path(configured).resolve():
+        return candidate
+    if Path(text).suffix.lower() != ".duckdb":
+        raise WorkbenchError(f"workspace {text!r} must be a .duckdb file")
+    if ".." in Path(text).parts:
+        raise WorkbenchError(f"workspace {text!r} contains '..'; give a file inside the data "
+                             "folder")
+    root = Path(data_dir).resolve()
+    if not _inside(candidate, root):
+        raise WorkbenchError(f"workspace {text!r} is outside the data folder {root}")
+    return candidate
+
+
 def beir_splits(path: str | Path) -> list[str]:
     """The qrels splits of a BEIR folder (``qrels/<split>.tsv``); empty for anything else."""
     qrels = Path(path) / "qrels"
