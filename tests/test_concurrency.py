@@ -62,8 +62,9 @@ def test_eight_annotators_in_threads_share_one_store(tmp_path):
     pairs = _pairs(store, run_id)
     undone: list[int] = []
     errors: list[str] = []
-    threads = [threading.Thread(target=_annotate, args=(Store(workspace), run_id, name, pairs,
-                                                        undone, errors), name=name)
+    # One Store object for every thread, as st.cache_resource hands one to every session.
+    threads = [threading.Thread(target=_annotate, args=(store, run_id, name, pairs, undone,
+                                                        errors), name=name)
                for name in ANNOTATORS]
     for thread in threads:
         thread.start()
