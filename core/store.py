@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import threading
 import time
@@ -247,6 +248,7 @@ _live_runs: dict[str, set[int]] = {}
 def _open(path: Path, key: str, lock_wait: float) -> duckdb.DuckDBPyConnection:
     """Connect, waiting up to ``lock_wait`` seconds while another process holds the file."""
     deadline = time.monotonic() + lock_wait
+    pause = 0.02
     while True:
         try:
             return duckdb.connect(key)
@@ -264,7 +266,9 @@ def _open(path: Path, key: str, lock_wait: float) -> duckdb.DuckDBPyConnection:
                     "written by one process at a time: close the other app or command, or use "
                     "another workspace file"
                 ) from err
-            time.sleep(0.05)
+            # Back off (with jitter, so waiting processes do not retry in step) up to 0.2 s.
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())) * (0.5 + random.random()))
+            pause = min(0.2, pause * 2)
 
 
 def _connect(path: Path, lock_wait: float, prepare: Callable[[_Shared], None]) -> _Shared:
