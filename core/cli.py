@@ -91,18 +91,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_mine(args: argparse.Namespace) -> int:
+    from core.backends import get_backend
     from core.mine import MineRequest, mine
     from core.mining import get_strategy
     from core.store import Store
 
     get_strategy(args.strategy)
+    get_backend(args.backend)
     store = Store(args.workspace)
     request = MineRequest(
         strategy=args.strategy, num_negatives=args.num_negatives,
         params=_key_values(args.param, "--param"), dataset=args.dataset, model=args.model,
         query_prompt=args.query_prompt, doc_prompt=args.doc_prompt, seed=args.seed,
         pool_depth=args.pool_depth, batch_size=args.batch_size, teacher=args.teacher,
-        teacher_kind=args.teacher_kind,
+        teacher_kind=args.teacher_kind, backend=args.backend,
     )
     dataset = store.get_dataset(args.dataset)
     print(f"mining dataset {dataset.name!r} with {args.strategy}", file=sys.stderr)
@@ -297,7 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pool-depth", type=int, default=100,
                    help="candidates stored per query (100)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="texts per forward pass (64; the onnx backends take at most 16 at once)")
+    from core.backends import DEFAULT_BACKEND, backend_names
+
+    p.add_argument("--backend", default=DEFAULT_BACKEND, metavar="BACKEND",
+                   help="how the model encodes, one of: " + ", ".join(backend_names())
+                   + " (torch is fp32; onnx and onnx-int8 are built once and kept in "
+                   "model-cache/ beside the workspace)")
     p.add_argument("--teacher", help="a second model that rescores candidates for the "
                    "false-negative suspicion: a local folder or hub id")
     p.add_argument("--teacher-kind", default="cross-encoder",

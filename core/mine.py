@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from core.embed import embed_texts, load_encoder
+from core.embed import embed_texts, load_encoder, model_cache_dir
 from core.errors import WorkbenchError
 from core.false_negatives.base import DetectionContext
 from core.false_negatives.suspicion import Scorer, suspicion_rows
@@ -48,6 +48,9 @@ class MineRequest:
     batch_size: int = 64
     teacher: str | None = None
     teacher_kind: str = "cross-encoder"
+    # How the model encodes (core.backends): torch (fp32, the reference), torch-bf16, onnx or
+    # onnx-int8. Built models are cached beside the workspace; each backend has its own vectors.
+    backend: str = "torch"
 
 
 @dataclass(frozen=True)
@@ -264,7 +267,8 @@ def mine(store: Store, request: MineRequest, progress: PhaseProgress | None = No
     if request.pool_depth < k:
         raise WorkbenchError(f"pool depth {request.pool_depth} is smaller than num_negatives {k}")
     dataset = store.get_dataset(request.dataset)
-    encoder = load_encoder(request.model, request.batch_size)
+    encoder = load_encoder(request.model, request.batch_size, request.backend,
+                           model_cache_dir(store.path))
     depth = max(request.pool_depth, strategy.min_depth(params, k))
     run_id = store.create_run(
         dataset.dataset_id, strategy.name, params_dict(params), encoder.name, encoder.fingerprint,

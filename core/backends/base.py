@@ -1,0 +1,61 @@
+"""The shape every encode backend shares: a name, what changes its vectors, and a loader."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+EncodeFn = Callable[[Sequence[str], str, int], np.ndarray]
+"""Called as encode(texts, prompt, batch_size); returns one row per text, in order."""
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    """What a backend loads from: the sentence-transformers model and where to keep artefacts.
+
+    Args:
+        model: the loaded ``SentenceTransformer`` (fp32, on the CPU); backends never modify it.
+        fingerprint: the fp32 model's fingerprint; artefacts built from the model are keyed by it.
+        cache_dir: folder for built artefacts (ONNX exports, int8 models), created when needed.
+    """
+
+    model: object
+    fingerprint: str
+    cache_dir: Path
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A way to run a model: torch fp32 (the reference), torch bf16, ONNX Runtime fp32 or int8.
+
+    Attributes:
+        name: the key for ``--backend``.
+        summary: one line for help texts.
+        vector_tag: identifies what makes this backend's vectors differ from the reference
+            (precision, quantisation recipe); empty for the reference itself. Part of the
+            embedding-cache fingerprint, so a changed recipe never returns stale vectors.
+        load: builds the encode function for a context (exporting or quantising on first use).
+        unavailable: why the backend cannot run on this machine, or None when it can.
+    """
+
+    name: str
+    summary: str
+    vector_tag: str
+    load: Callable[[BackendContext], EncodeFn]
+    unavailable: Callable[[], str | None] = lambda: None
+
+
+def backend_fingerprint(model_fingerprint: str, backend: Backend) -> str:
+    """The embedding-cache fingerprint of a model run by a backend.
+
+    The reference backend keeps the model's own fingerprint, so caches built before backends
+    existed stay valid; every other backend gets its own.
+    """
+    if not backend.vector_tag:
+        return model_fingerprint
+    key = f"{model_fingerprint}|{backend.name}|{backend.vector_tag}"
+    return hashlib.sha256(key.encode()).hexdigest()[:24]

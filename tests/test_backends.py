@@ -1,0 +1,171 @@
+"""Encode backends: each loads, gives normalised float32 vectors close to torch fp32, keeps its own
+cache entries, and the int8 model is built once per cache folder and then reused."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.backends import backend_names, get_backend
+from core.backends.onnx_export import (
+    FP32_FILE, INT8_FILE, INT8_MIN_COSINE, artifact_dir, ensure_onnx_model,
+)
+from core.backends.torch_backend import bf16_unavailable, cpu_flags
+from core.cli import main
+from core.embed import bundled_model_path, embed_texts, load_encoder, model_cache_dir
+from core.errors import WorkbenchError
+from core.store import Store
+
+TEXTS = [
+    "What is the capital of France?",
+    "0-dimensional biomaterials lack inductive properties.",
+    "Microstructural development of human newborn cerebral white matter assessed in vivo by "
+    "diffusion tensor magnetic resonance imaging. Alterations of the architecture of cerebral "
+    "white matter in the developing human brain can affect cortical development.",
+    "memory safe programming language",
+]
+# Documented floors, measured cosine to torch fp32 on these texts.
+ONNX_FP32_FLOOR = 0.9999
+INT8_FLOOR = 0.98  # the same floor the build enforces on its probe texts (INT8_MIN_COSINE)
+BF16_FLOOR = 0.999
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """A module-wide folder: its model-cache/ holds the ONNX builds every test here reuses."""
+    return tmp_path_factory.mktemp("backends")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(folder: Path) -> Path:
+    return model_cache_dir(folder / "ws.duckdb")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return load_encoder(None)
+
+
+@pytest.fixture(scope="module")
+def first_int8_build(reference, cache_dir):
+    """The first int8 request on an empty cache folder (it builds the fp32 export too)."""
+    assert not cache_dir.exists()
+    return ensure_onnx_model(reference.model, reference.fingerprint, cache_dir, int8=True)
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", a, b)
+
+
+def test_registry_lists_the_reference_first():
+    assert backend_names() == ["torch", "torch-bf16", "onnx", "onnx-int8"]
+    assert get_backend("torch").vector_tag == ""
+
+
+def test_unknown_backend_is_one_sentence():
+    with pytest.raises(WorkbenchError) as err:
+        load_encoder(None, backend="tensorrt")
+    message = str(err.value)
+    assert message == ("unknown backend 'tensorrt'; choose one of torch, torch-bf16, onnx, "
+                       "onnx-int8")
+
+
+@pytest.mark.parametrize("backend, floor", [("onnx", ONNX_FP32_FLOOR), ("onnx-int8", INT8_FLOOR)])
+def test_onnx_backends_are_normalised_float32_close_to_torch(
+        backend, floor, reference, cache_dir, first_int8_build):
+    encoder = load_encoder(None, backend=backend, cache_dir=cache_dir)
+    vectors = encoder.encode(TEXTS)
+    assert vectors.dtype == np.float32 and vectors.shape == (len(TEXTS), reference.dim)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert _cosines(vectors, reference.encode(TEXTS)).min() >= floor
+    assert encoder.backend == backend and encoder.name == f"all-MiniLM-L6-v2 ({backend})"
+
+
+def test_onnx_pools_as_the_model_config_says(reference, cache_dir, first_int8_build):
+    config = json.loads((Path(bundled_model_path()) / "1_Pooling" / "config.json").read_text())
+    assert config["pooling_mode_mean_tokens"] and not config["pooling_mode_cls_token"]
+    encoder = load_encoder(None, backend="onnx", cache_dir=cache_dir)
+    tail = {type(m).__name__: m for m in encoder.encode_fn.tail}
+    assert tail["Pooling"].pooling_mode == "mean" and "Normalize" in tail
+    # A prompt goes through the model's own preprocessing, as with torch.
+    prompted = encoder.encode(["a hadron"], prompt="query: ")
+    assert _cosines(prompted, reference.encode(["a hadron"], prompt="query: "))[0] >= 0.9999
+
+
+def test_bf16_when_the_cpu_has_it(reference):
+    if bf16_unavailable():
+        pytest.skip(bf16_unavailable())
+    encoder = load_encoder(None, backend="torch-bf16")
+    vectors = encoder.encode(TEXTS)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert _cosines(vectors, reference.encode(TEXTS)).min() >= BF16_FLOOR
+
+
+def test_bf16_refuses_a_cpu_without_it(monkeypatch):
+    import core.backends.torch_backend as torch_backend
+
+    monkeypatch.setattr(torch_backend, "cpu_flags", lambda: {"avx2", "fma"})
+    with pytest.raises(WorkbenchError, match="backend 'torch-bf16' cannot run here: the CPU "
+                                             "reports neither avx512_bf16 nor amx_bf16"):
+        load_encoder(None, backend="torch-bf16")
+
+
+def test_cpu_flags_reads_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\n")
+    assert cpu_flags(info) == {"fpu", "avx2", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "missing") == set()
+
+
+def test_each_backend_has_its_own_cache_entries(store, reference, cache_dir, first_int8_build):
+    int8 = load_encoder(None, backend="onnx-int8", cache_dir=cache_dir)
+    onnx = load_encoder(None, backend="onnx", cache_dir=cache_dir)
+    fingerprints = {reference.fingerprint, int8.fingerprint, onnx.fingerprint}
+    assert len(fingerprints) == 3
+    a = embed_texts(store, reference, ["shared text"])
+    b = embed_texts(store, int8, ["shared text"])  # not served from torch's entry
+    assert store.count_vectors(reference.fingerprint) == 1
+    assert store.count_vectors(int8.fingerprint) == 1
+    assert not np.array_equal(a, b)
+    np.testing.assert_allclose(b, int8.encode(["shared text"]), atol=1e-6)
+
+
+def test_int8_is_built_once_and_then_reused(reference, cache_dir, first_int8_build):
+    assert first_int8_build.built
+    path = first_int8_build.path
+    assert path == artifact_dir(cache_dir, reference.fingerprint) / INT8_FILE
+    assert (path.parent / FP32_FILE).exists()
+    assert first_int8_build.manifest["per_channel"]
+    assert first_int8_build.manifest["probe_cosine_min"] >= INT8_MIN_COSINE
+    # Embeddings and layer norms stay in fp32; pooling and normalisation run in torch.
+    assert {"EmbedLayerNormalization", "SkipLayerNormalization"} <= set(
+        first_int8_build.manifest["fp32_ops"])
+    stamp = os.stat(path).st_mtime_ns
+    again = ensure_onnx_model(reference.model, reference.fingerprint, cache_dir, int8=True)
+    assert not again.built and again.path == path and os.stat(path).st_mtime_ns == stamp
+    assert not list(path.parent.glob("*.building"))
+
+
+def test_mine_threads_the_backend_through_cli(folder, tiny_beir, capsys, first_int8_build):
+    workspace = folder / "ws.duckdb"  # its model-cache/ is the one built above
+    assert main(["ingest", "--workspace", str(workspace), "--beir", str(tiny_beir),
+                 "--split", "train"]) == 0
+    assert main(["mine", "--workspace", str(workspace), "--strategy", "top_k",
+                 "--num-negatives", "2", "--backend", "onnx-int8", "--quiet"]) == 0
+    assert "(onnx-int8)" in capsys.readouterr().out
+    store = Store(workspace)
+    try:
+        run = store.list_runs()[0]
+        assert run.model == "all-MiniLM-L6-v2 (onnx-int8)"
+    finally:
+        store.close()
+    assert main(["mine", "--workspace", str(workspace), "--strategy", "top_k",
+                 "--backend", "fp4"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: unknown backend 'fp4'; choose one of torch, torch-bf16, onnx, "
+                   "onnx-int8")
