@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Sequence
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from core.errors import WorkbenchError
 
@@ -130,8 +131,43 @@ MIGRATIONS: tuple[str, ...] = (
             WHERE d.decision_id NOT IN (SELECT decision_id FROM retractions)
         ) WHERE rn = 1;
     """,
+    # Scale (issue 5): how a run searched (index, nprobe, measured recall, a reused pool) as JSON;
+    # each candidate's current suspicion beside it, so the review order at 10M candidates needs no
+    # join of two 10M-row tables (the suspicion table stays the record, with reasons); and 2-D
+    # projections cached per embedding version and settings.
+    """
+    ALTER TABLE runs ADD COLUMN search VARCHAR;
+    ALTER TABLE candidates ADD COLUMN suspicion FLOAT;
+    CREATE SEQUENCE projection_seq START 1;
+    CREATE TABLE projections (
+        projection_id INTEGER PRIMARY KEY, dataset_id INTEGER NOT NULL, model_fp VARCHAR NOT NULL,
+        query_prompt VARCHAR NOT NULL, doc_prompt VARCHAR NOT NULL, settings VARCHAR NOT NULL,
+        total INTEGER NOT NULL, n_neighbors INTEGER NOT NULL, seconds FLOAT NOT NULL,
+        created_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE projection_points (
+        projection_id INTEGER NOT NULL, id VARCHAR NOT NULL, kind VARCHAR NOT NULL,
+        x FLOAT NOT NULL, y FLOAT NOT NULL
+    );
+    """,
+    # Scale (issue 5): hashes of each candidate's query and document ids, so the app's queries over
+    # millions of candidates join and group integers instead of decoding strings.
+    """
+    ALTER TABLE candidates ADD COLUMN qh UBIGINT;
+    ALTER TABLE candidates ADD COLUMN dh UBIGINT;
+    UPDATE candidates SET qh = hash(query_id), dh = hash(doc_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _column_names(frame: pd.DataFrame | pa.Table) -> list[str]:
+    return list(frame.column_names if isinstance(frame, pa.Table) else frame.columns)
+
+
+def _select(frame: pd.DataFrame | pa.Table, columns: list[str]) -> pd.DataFrame | pa.Table:
+    """Columns of a DataFrame or an Arrow table (bulk rows are registered with DuckDB as is)."""
+    return frame.select(columns) if isinstance(frame, pa.Table) else frame[columns]
 
 
 def _now() -> datetime:
@@ -182,6 +218,7 @@ class RunInfo:
     n_queries: int | None
     short_queries: list[str]
     error: str | None
+    search: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -227,6 +264,10 @@ LOCK_WAIT_S = float(os.environ.get("WORKBENCH_LOCK_WAIT_S", "5"))
 """Seconds opening a workspace waits for another process to release it before refusing
 (``$WORKBENCH_LOCK_WAIT_S``, default 5)."""
 INTERRUPTED = "interrupted: the process running it stopped before the run finished"
+ENGINE_MEMORY = os.environ.get("WORKBENCH_DUCKDB_MEMORY", "1GB")
+"""DuckDB's memory limit (``$WORKBENCH_DUCKDB_MEMORY``, default 1GB; it spills to disk beyond).
+Bulk data (vectors, pools) lives in numpy; DuckDB's own default of 80 % of RAM would let its
+cache of a 1M-document workspace add gigabytes to a mining process."""
 
 
 @dataclass
@@ -240,6 +281,8 @@ class _Shared:
 
 _connections: dict[str, _Shared] = {}
 _connections_lock = threading.Lock()
+# (workspace, dataset id, decisions version) -> the dataset's decided pairs (see _decided_pairs).
+_decided_cache: dict[tuple, pd.DataFrame] = {}
 # Runs this process is mining, per workspace: never mistaken for interrupted ones. Kept across
 # close() so a reopened workspace does not fail a run that is still going.
 _live_runs: dict[str, set[int]] = {}
@@ -317,6 +360,7 @@ class Store:
     def _prepare(self, shared: _Shared) -> None:
         """First open in this process: migrate, then fail the runs a dead process left running."""
         self._shared, self._con = shared, shared.con
+        self._con.execute("SET memory_limit = ?", [ENGINE_MEMORY])
         self._migrate()
         self._fail_interrupted_runs()
 
@@ -581,32 +625,46 @@ class Store:
     def finish_run(
         self,
         run_id: int,
-        candidates: pd.DataFrame,
+        candidates: pd.DataFrame | pa.Table,
         timings: dict[str, float],
         filter_counts: dict[str, int],
         n_queries: int,
         short_queries: Sequence[str],
+        search: dict[str, Any] | None = None,
     ) -> None:
-        """Store a run's candidate pool and mark it done, atomically."""
-        missing = [c for c in _CANDIDATE_COLUMNS if c not in candidates.columns]
+        """Store a run's candidate pool and mark it done, atomically.
+
+        ``candidates`` (a DataFrame or an Arrow table) may carry a ``suspicion`` column (else NULL
+        until ``put_suspicion``); ``search`` says how the pool was searched (see
+        ``core.search.SearchReport``).
+        """
+        names = _column_names(candidates)
+        missing = [c for c in _CANDIDATE_COLUMNS if c not in names]
         if missing:
             raise ValueError(f"candidate frame lacks columns {missing}")
-        frame = candidates[list(_CANDIDATE_COLUMNS)]
+        columns = list(_CANDIDATE_COLUMNS) + (["suspicion"] if "suspicion" in names else [])
+        frame = _select(candidates, columns)
         with self._transaction() as cur:
             cur.register("new_candidates", frame)
             cur.execute(
-                "INSERT INTO candidates SELECT ?, " + ", ".join(_CANDIDATE_COLUMNS)
-                + " FROM new_candidates",
+                "INSERT INTO candidates (run_id, " + ", ".join(columns) + ", qh, dh) SELECT ?, "
+                + ", ".join(columns) + ", hash(query_id), hash(doc_id) FROM new_candidates",
                 [run_id],
             )
             cur.unregister("new_candidates")
             cur.execute(
                 "UPDATE runs SET status = 'done', finished_at = ?, timings = ?, filter_counts = ?, "
-                "n_queries = ?, short_queries = ? WHERE run_id = ?",
+                "n_queries = ?, short_queries = ?, search = ? WHERE run_id = ?",
                 [_now(), json.dumps(timings), json.dumps(filter_counts), n_queries,
-                 json.dumps(list(short_queries)), run_id],
+                 json.dumps(list(short_queries)), json.dumps(search or {}), run_id],
             )
         _live_runs.get(self._key, set()).discard(run_id)
+
+    def set_run_timings(self, run_id: int, timings: dict[str, float]) -> None:
+        """Replace a finished run's phase timings (seconds), e.g. to add the time storing took."""
+        with self._transaction() as cur:
+            cur.execute("UPDATE runs SET timings = ? WHERE run_id = ?",
+                        [json.dumps(timings), run_id])
 
     def fail_run(self, run_id: int, error: str) -> None:
         """Mark a run failed with a one-sentence reason."""
@@ -639,7 +697,7 @@ class Store:
     _RUN_COLUMNS = (
         "run_id, dataset_id, strategy, params, model, model_fp, query_prompt, doc_prompt, seed, "
         "num_negatives, pool_depth, status, created_at, finished_at, timings, filter_counts, "
-        "n_queries, short_queries, error"
+        "n_queries, short_queries, error, search"
     )
 
     @staticmethod
@@ -649,6 +707,7 @@ class Store:
         values[14] = json.loads(values[14]) if values[14] else {}
         values[15] = json.loads(values[15]) if values[15] else {}
         values[17] = json.loads(values[17]) if values[17] else []
+        values[19] = json.loads(values[19]) if values[19] else {}
         return RunInfo(*values)
 
     def list_runs(self, dataset_id: int | None = None) -> list[RunInfo]:
@@ -709,12 +768,15 @@ class Store:
             [run_id],
         ).df()
 
-    def put_suspicion(self, run_id: int, frame: pd.DataFrame, scorer: str) -> None:
+    def put_suspicion(self, run_id: int, frame: pd.DataFrame | pa.Table, scorer: str,
+                      sync_candidates: bool = True) -> None:
         """Replace a run's suspicion scores (derived data) with ``frame``.
 
         ``frame`` columns: query_id, doc_id, suspicion, reasons (JSON text), signals (JSON text).
+        ``sync_candidates``: also copy the values into the candidates' ``suspicion`` column (False
+        when ``finish_run`` already stored them there).
         """
-        rows = frame[["query_id", "doc_id", "suspicion", "reasons", "signals"]]
+        rows = _select(frame, ["query_id", "doc_id", "suspicion", "reasons", "signals"])
         with self._transaction() as cur:
             cur.execute("DELETE FROM suspicion WHERE run_id = ?", [run_id])
             cur.register("new_suspicion", rows)
@@ -723,6 +785,12 @@ class Store:
                 "?, ? FROM new_suspicion",
                 [run_id, scorer, _now()],
             )
+            if sync_candidates:
+                cur.execute(
+                    "UPDATE candidates c SET suspicion = n.suspicion FROM new_suspicion n "
+                    "WHERE c.run_id = ? AND c.query_id = n.query_id AND c.doc_id = n.doc_id",
+                    [run_id],
+                )
             cur.unregister("new_suspicion")
 
     # -- decisions ------------------------------------------------------------------------------
@@ -868,3 +936,419 @@ class Store:
             [run_id, run_id],
         ).fetchone()
         return "/".join(str(v) for v in row)
+
+    # -- vectors in bulk (precomputed embeddings, large corpora) -----------------------------------
+    def put_vector_matrix(self, model_fp: str, prompt: str, hashes: Sequence[str],
+                          vectors: np.ndarray) -> int:
+        """Add many vectors to the cache at once (Arrow buffers, no Python object per row).
+
+        Existing keys are left alone, as in ``put_vectors``. Returns how many rows were added.
+        """
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        width = int(vectors.shape[1]) * 4
+        blobs = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(width), len(vectors), [None, pa.py_buffer(vectors)]).cast(pa.binary())
+        table = pa.table({"text_hash": pa.array(list(hashes), type=pa.string()), "vector": blobs})
+        with self._transaction() as cur:
+            cur.register("new_vector_rows", table)
+            added = cur.execute(
+                "INSERT INTO embeddings SELECT ?, ?, n.text_hash, n.vector FROM new_vector_rows n "
+                "WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_fp = ? "
+                "AND e.prompt = ? AND e.text_hash = n.text_hash)",
+                [model_fp, prompt, model_fp, prompt],
+            ).fetchone()[0]
+            cur.unregister("new_vector_rows")
+        return int(added)
+
+    def vector_matrix(self, model_fp: str, prompt: str, hashes: Sequence[str],
+                      chunk: int = 131_072) -> tuple[np.ndarray, np.ndarray]:
+        """Return (vectors aligned with ``hashes``, found mask) from the cache, ``chunk`` at a time.
+
+        Rows of hashes the cache lacks are zero and False in the mask. The matrix has 0 columns when
+        nothing was found. Memory: the matrix plus one chunk of rows in flight.
+        """
+        n = len(hashes)
+        found = np.zeros(n, dtype=bool)
+        out: np.ndarray | None = None
+        cur = self._cursor()
+        for start in range(0, n, chunk):
+            part = list(hashes[start:start + chunk])
+            wanted = pa.table({"text_hash": pa.array(part, type=pa.string()),
+                               "pos": pa.array(np.arange(start, start + len(part),
+                                                         dtype=np.int64))})
+            cur.register("wanted_vector_rows", wanted)
+            table = cur.sql(
+                "SELECT w.pos, e.vector FROM wanted_vector_rows w JOIN embeddings e "
+                "ON e.text_hash = w.text_hash WHERE e.model_fp = ? AND e.prompt = ?",
+                params=[model_fp, prompt],
+            ).to_arrow_table()
+            cur.unregister("wanted_vector_rows")
+            for pos, blobs in zip(table.column("pos").chunks, table.column("vector").chunks):
+                if pa.types.is_large_binary(blobs.type):
+                    blobs = blobs.cast(pa.binary())
+                offsets = np.frombuffer(blobs.buffers()[1], dtype=np.int32)[
+                    blobs.offset:blobs.offset + len(blobs) + 1]
+                if not len(blobs):
+                    continue
+                widths = np.diff(offsets)
+                if (widths != widths[0]).any() or (out is not None and
+                                                   widths[0] != out.shape[1] * 4):
+                    raise WorkbenchError(
+                        f"the cache holds vectors of different sizes for model {model_fp}")
+                if out is None:
+                    out = np.zeros((n, int(widths[0]) // 4), dtype=np.float32)
+                data = np.frombuffer(blobs.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+                rows = pos.to_numpy()
+                out[rows] = data.view(np.float32).reshape(len(blobs), out.shape[1])
+                found[rows] = True
+        if out is None:
+            return np.zeros((n, 0), dtype=np.float32), found
+        return out, found
+
+    def list_models(self) -> list[tuple[str, str, int]]:
+        """Return (model_fp, name, dim) of every model the cache has seen, oldest first."""
+        return [tuple(r) for r in self._cursor().execute(
+            "SELECT model_fp, name, dim FROM models ORDER BY created_at, model_fp").fetchall()]
+
+    # -- a run's pool, for re-mining without searching ---------------------------------------------
+    def run_pool(self, run_id: int) -> pa.Table:
+        """A run's stored candidates without joins, as an Arrow table (no Python string per row).
+
+        Columns: query_id, doc_id, rank, score, pos_score, lexical_score, suspicion. Given
+        negatives outside the searched pool have rank NULL. Rows come in no particular order.
+        """
+        return self._cursor().sql(
+            "SELECT query_id, doc_id, rank, score, pos_score, lexical_score, suspicion "
+            "FROM candidates WHERE run_id = ?",
+            params=[run_id],
+        ).to_arrow_table()
+
+    def copy_suspicion(self, source_run: int, target_run: int) -> int:
+        """Give ``target_run`` the suspicion rows of ``source_run`` (same pool); return how many."""
+        with self._transaction() as cur:
+            cur.execute("DELETE FROM suspicion WHERE run_id = ?", [target_run])
+            copied = cur.execute(
+                "INSERT INTO suspicion SELECT ?, query_id, doc_id, suspicion, reasons, signals, "
+                "scorer, scored_at FROM suspicion WHERE run_id = ?",
+                [target_run, source_run],
+            ).fetchone()[0]
+        return int(copied)
+
+    # -- the app's queries at scale (10M candidate rows): aggregate in SQL, return little ---------
+    # Decisions are few: map them onto the dataset's ids once per call (a join of the small
+    # decision view with the queries and documents), register that small table on the cursor,
+    # and join it to the run's candidates on the id hashes.
+    _DECIDED = "decided AS (SELECT query_id, doc_id, qh, dh, label FROM decided_pairs)"
+
+    @contextmanager
+    def _decided_pairs(self, cur: duckdb.DuckDBPyConnection, dataset_id: int) -> Iterator[None]:
+        version = cur.execute(
+            "SELECT (SELECT coalesce(max(decision_id), 0) FROM decisions), "
+            "(SELECT count(*) FROM retractions)").fetchall()[0]
+        key = (self._key, dataset_id, version)
+        frame = _decided_cache.get(key)
+        if frame is None:  # the join scans the dataset's documents: once per decision change
+            frame = cur.execute(
+                "SELECT q.query_id, d.doc_id, hash(q.query_id) AS qh, hash(d.doc_id) AS dh, "
+                "l.label FROM latest_decisions l "
+                "JOIN queries q ON q.dataset_id = ? AND q.text_hash = l.query_hash "
+                "JOIN documents d ON d.dataset_id = ? AND d.text_hash = l.doc_hash",
+                [dataset_id, dataset_id]).df()
+            if len(_decided_cache) > 16:
+                _decided_cache.clear()
+            _decided_cache[key] = frame
+        cur.register("decided_pairs", frame)
+        try:
+            yield
+        finally:
+            cur.unregister("decided_pairs")
+
+    def _id_hash(self, cur: duckdb.DuckDBPyConnection, value: str) -> int:
+        """DuckDB's hash of an id (what candidates.qh and .dh hold)."""
+        return int(cur.execute("SELECT hash(?::VARCHAR)", [value]).fetchall()[0][0])
+
+    def review_next(self, run_id: int, dataset_id: int, k: int, limit: int = 1,
+                    query_id: str | None = None, ranked_by_score: bool = True) -> pd.DataFrame:
+        """The first undecided candidates of ``core.review.review_queue``'s order, computed in SQL.
+
+        The hard set (each query's k highest-scoring candidates not marked false negative or
+        unsure) comes first, most suspicious first (the score where unscored), then the rest of
+        the pool in the same order. When ranks follow scores (dense pools), a query without such
+        a decision and without given negatives outside the pool has ranks 1..k as its hard set;
+        only the others are windowed, over the ranks their hard set can reach. The order is found
+        on the id hashes (no string is decoded for millions of rows), then the few winners' ids
+        are read (ties on priority and score are broken by the ids among the first limit + 64).
+
+        Columns: query_id, doc_id, rank, score, pos_score, suspicion, hard_set.
+        """
+        cur = self._cursor()
+        params: dict[str, Any] = {"run": run_id, "k": k, "limit": limit + 64}
+        scope = ""
+        if query_id is not None:
+            scope, params["query"] = " AND c.qh = $query", self._id_hash(cur, query_id)
+        if ranked_by_score:
+            special = """
+                SELECT qh FROM rejected UNION
+                SELECT DISTINCT qh FROM candidates WHERE run_id = $run AND rank IS NULL"""
+            reach = (" AND (c.rank IS NULL OR c.rank <= $k + "
+                     "(SELECT coalesce(max(n), 0) FROM rejected))")
+            plain = """
+                SELECT c.qh, c.dh, c.rank, c.score, c.suspicion FROM candidates c
+                WHERE c.run_id = $run AND c.rank <= $k""" + scope + """
+                  AND c.qh NOT IN (SELECT qh FROM special)"""
+        else:  # lexical pools: ranks do not follow scores, every query is windowed
+            special = "SELECT DISTINCT qh FROM candidates WHERE run_id = $run"
+            reach, plain = "", "SELECT qh, dh, rank, score, suspicion FROM candidates WHERE false"
+        common = "WITH " + self._DECIDED + """,
+            rejected AS (
+                SELECT qh, count(*) AS n FROM decided
+                WHERE label IN ('false_negative', 'unsure') GROUP BY qh),
+            special AS (""" + special + """),
+            plain AS (""" + plain + """),
+            windowed AS (
+                SELECT qh, dh, rank, score, suspicion FROM (
+                    SELECT c.qh, c.dh, c.rank, c.score, c.suspicion, row_number() OVER (
+                        PARTITION BY c.qh ORDER BY c.score DESC, c.rank NULLS LAST) AS place
+                    FROM candidates c LEFT JOIN decided x ON x.qh = c.qh AND x.dh = c.dh
+                    WHERE c.run_id = $run""" + scope + reach + """
+                      AND c.qh IN (SELECT qh FROM special)
+                      AND (x.label IS NULL OR x.label = 'hard_negative'))
+                WHERE place <= $k),
+            hard AS (SELECT * FROM plain UNION ALL SELECT * FROM windowed)"""
+        order = " ORDER BY coalesce(suspicion, score) DESC, score DESC LIMIT $limit"
+        undecided = (" NOT EXISTS (SELECT 1 FROM decided x WHERE x.qh = {t}.qh"
+                     " AND x.dh = {t}.dh)")
+        with self._decided_pairs(cur, dataset_id):
+            first = cur.execute(
+                common + " SELECT qh, dh, rank, score, suspicion, true AS hard_set FROM hard h"
+                " WHERE" + undecided.format(t="h") + order, params).df()
+            if len(first) < limit:
+                rest = cur.execute(
+                    common + """ SELECT c.qh, c.dh, c.rank, c.score, c.suspicion,
+                           false AS hard_set
+                    FROM candidates c WHERE c.run_id = $run""" + scope + """
+                      AND""" + undecided.format(t="c") + """
+                      AND NOT EXISTS (SELECT 1 FROM hard h WHERE h.qh = c.qh AND h.dh = c.dh)"""
+                    + order.replace("suspicion", "c.suspicion"), params).df()
+                first = pd.concat([first, rest], ignore_index=True)
+        return self._with_ids(run_id, first, limit)
+
+    def _with_ids(self, run_id: int, rows: pd.DataFrame, limit: int) -> pd.DataFrame:
+        """Read the ids (and pos_score) of the winners found by their hashes, in queue order.
+
+        Only the first ``limit`` rows and those tied with the last of them on priority and score
+        are looked up, one point query each (an IN list over 10M rows is not pushed down).
+        """
+        columns = ["query_id", "doc_id", "rank", "score", "pos_score", "suspicion", "hard_set"]
+        if rows.empty:
+            return pd.DataFrame(columns=columns)
+        rows = rows.assign(priority=rows["suspicion"].astype(float).fillna(
+            rows["score"].astype(float)))
+        rows = rows.sort_values(["hard_set", "priority", "score"], ascending=False, kind="stable")
+        last = rows.iloc[min(limit, len(rows)) - 1]
+        tied = (rows["hard_set"] == last["hard_set"]) & (rows["priority"] == last["priority"]) \
+            & (rows["score"] == last["score"])
+        rows = rows[(np.arange(len(rows)) < limit) | tied.to_numpy()]
+        cur = self._cursor()
+        ids = [cur.execute(
+            "SELECT query_id, doc_id, pos_score FROM candidates WHERE run_id = ? AND qh = ? "
+            "AND dh = ?", [run_id, int(qh), int(dh)]).fetchall()[0]
+            for qh, dh in zip(rows["qh"], rows["dh"])]
+        rows = rows.assign(query_id=[i[0] for i in ids], doc_id=[i[1] for i in ids],
+                           pos_score=[i[2] for i in ids])
+        rows = rows.sort_values(["hard_set", "priority", "score", "query_id", "doc_id"],
+                                ascending=[False, False, False, True, True], kind="stable")
+        return rows[columns].head(limit).reset_index(drop=True)
+
+    def candidate_explanation(self, run_id: int, query_id: str, doc_id: str) -> tuple | None:
+        """(suspicion, reasons JSON, signals JSON, scorer) of one candidate; None if unscored."""
+        return self._cursor().execute(
+            "SELECT suspicion, reasons, signals, scorer FROM suspicion "
+            "WHERE run_id = ? AND query_id = ? AND doc_id = ?", [run_id, query_id, doc_id],
+        ).fetchone()
+
+    def margin_histogram(self, run_id: int, dataset_id: int, bins: int,
+                         selected_only: bool = True) -> pd.DataFrame:
+        """Counts of margins (pos_score - score) in ``bins`` equal bins, per decision.
+
+        Columns: bin (0-based), lo, hi (the bin's edges), decision ("undecided" when none), count.
+        """
+        cur = self._cursor()
+        lo, hi = cur.execute(
+            "SELECT min(pos_score - score), max(pos_score - score) FROM candidates "
+            "WHERE run_id = ? AND (selected OR NOT ?)", [run_id, selected_only]).fetchall()[0]
+        if lo is None:
+            return pd.DataFrame(columns=["bin", "lo", "hi", "decision", "count"])
+        span = max(float(hi) - float(lo), 1e-9) / bins
+        with self._decided_pairs(cur, dataset_id):
+            frame = cur.execute(
+                "WITH " + self._DECIDED + """
+                SELECT least(CAST(floor((c.pos_score - c.score - $lo) / $span) AS INTEGER),
+                             $bins - 1) AS bin,
+                       coalesce(x.label, 'undecided') AS decision, count(*) AS count
+                FROM candidates c LEFT JOIN decided x ON x.qh = c.qh AND x.dh = c.dh
+                WHERE c.run_id = $run AND (c.selected OR NOT $selected)
+                GROUP BY ALL ORDER BY bin, decision
+                """,
+                {"run": run_id, "bins": bins, "selected": selected_only, "lo": float(lo),
+                 "span": span},
+            ).df()
+        frame.insert(1, "lo", float(lo) + frame["bin"] * span)
+        frame.insert(2, "hi", float(lo) + (frame["bin"] + 1) * span)
+        return frame
+
+    def selected_overlap(self, run_a: int, run_b: int, dataset_id: int) -> pd.DataFrame:
+        """Per query, the negatives two runs of one dataset selected: in a, in b, in both.
+
+        Pairs are matched on the id hashes (integers), then named from the dataset's queries.
+        Columns: query_id, in_a, in_b, in_both.
+        """
+        return self._cursor().execute(
+            """
+            WITH a AS (SELECT qh, dh FROM candidates WHERE run_id = $a AND selected),
+                 b AS (SELECT qh, dh FROM candidates WHERE run_id = $b AND selected),
+                 na AS (SELECT qh, count(*) AS n FROM a GROUP BY qh),
+                 nb AS (SELECT qh, count(*) AS n FROM b GROUP BY qh),
+                 nab AS (SELECT qh, count(*) AS n FROM a JOIN b USING (qh, dh) GROUP BY qh),
+                 names AS (SELECT query_id, hash(query_id) AS qh FROM queries
+                           WHERE dataset_id = $dataset),
+                 counts AS (
+                     SELECT coalesce(na.qh, nb.qh) AS qh, coalesce(na.n, 0) AS in_a,
+                            coalesce(nb.n, 0) AS in_b
+                     FROM na FULL OUTER JOIN nb ON na.qh = nb.qh)
+            SELECT names.query_id, counts.in_a, counts.in_b, coalesce(nab.n, 0) AS in_both
+            FROM counts JOIN names USING (qh) LEFT JOIN nab USING (qh)
+            ORDER BY names.query_id
+            """,
+            {"a": run_a, "b": run_b, "dataset": dataset_id},
+        ).df()
+
+    def export_negatives(self, run_id: int, dataset_id: int, k: int,
+                         query_ids: Sequence[str] | None = None,
+                         short_queries: Sequence[str] | None = None,
+                         with_text: bool = True) -> pd.DataFrame:
+        """The negatives a default export takes, chosen in SQL (see ``core.export``).
+
+        Per query: reviewed hard negatives (by score), then the run's selection, then eligible
+        candidates (rank order), never a pair marked false negative or unsure nor a positive;
+        the first k. Given ``short_queries`` (the run's, when k is at most the run's k), a query
+        without decisions and not short keeps its selection in rank order (mining never puts a
+        positive in a pool); only the others, found by their id hashes, go through the rule.
+
+        Columns: query_id, doc_id, score, tier (0 reviewed, 1 selected, 2 refill), idx (1-based),
+        and text unless ``with_text`` is False; a query's rows are together, in idx order.
+        """
+        cur = self._cursor()
+        wanted = None if query_ids is None else sorted(set(query_ids))
+        scope, scope_params = "", []
+        if wanted is not None and len(wanted) == 1:  # a point filter the scan can push down
+            scope, scope_params = " AND qh = ?", [self._id_hash(cur, wanted[0])]
+        elif wanted is not None:
+            scope = " AND qh IN (SELECT hash(unnest(?::VARCHAR[])))"
+            scope_params = [wanted]
+        with self._decided_pairs(cur, dataset_id):
+            return self._export_negatives(cur, run_id, dataset_id, k, scope, scope_params,
+                                          short_queries, with_text)
+
+    def _export_negatives(self, cur: duckdb.DuckDBPyConnection, run_id: int, dataset_id: int,
+                          k: int, scope: str, scope_params: list, short_queries: Sequence[str] |
+                          None, with_text: bool) -> pd.DataFrame:
+        affected = [r[0] for r in cur.execute(
+            "WITH " + self._DECIDED + " SELECT DISTINCT qh FROM decided "
+            "UNION SELECT hash(unnest(?::VARCHAR[]))",
+            [list(short_queries or [])]).fetchall() if r[0] is not None]
+        parts = []
+        if short_queries is not None:
+            parts.append(cur.execute(
+                "SELECT query_id, doc_id, score, 1 AS tier, idx FROM ("
+                " SELECT query_id, doc_id, score, qh, row_number() OVER ("
+                "  PARTITION BY qh ORDER BY rank) AS idx FROM candidates"
+                " WHERE run_id = ? AND selected" + scope
+                + " AND NOT list_contains(?::UBIGINT[], qh)) WHERE idx <= ? ORDER BY qh, idx",
+                [run_id, *scope_params, affected, k]).df())
+        rule_scope, rule_params = "", []
+        if short_queries is not None:
+            rule_scope = f" AND c.qh IN ({', '.join('?' * len(affected))})" if affected \
+                else " AND false"
+            rule_params = affected
+        parts.append(cur.execute(
+            "WITH " + self._DECIDED + """,
+            usable AS (
+                SELECT c.query_id, c.doc_id, c.score,
+                       CASE WHEN x.label = 'hard_negative' THEN 0 WHEN c.selected THEN 1
+                            WHEN c.eligible THEN 2 ELSE 3 END AS tier,
+                       CASE WHEN x.label = 'hard_negative' THEN 0 ELSE c.rank END AS rank
+                FROM candidates c LEFT JOIN decided x ON x.qh = c.qh AND x.dh = c.dh
+                WHERE c.run_id = ?""" + scope.replace("qh", "c.qh", 1) + rule_scope + """
+                  AND (x.label IS NULL OR x.label NOT IN ('false_negative', 'unsure')))
+            SELECT * FROM (
+                SELECT query_id, doc_id, score, tier, row_number() OVER (
+                    PARTITION BY query_id ORDER BY tier, rank NULLS LAST, score DESC, doc_id
+                ) AS idx
+                FROM usable u
+                WHERE tier < 3 AND NOT EXISTS (
+                    SELECT 1 FROM positives p WHERE p.dataset_id = ? AND p.query_id = u.query_id
+                    AND p.doc_id = u.doc_id))
+            WHERE idx <= ? ORDER BY query_id, idx
+            """, [run_id, *scope_params, *rule_params, dataset_id, k]).df())
+        frame = pd.concat([p for p in parts if not p.empty] or parts[-1:], ignore_index=True)
+        if with_text and not frame.empty:
+            cur.register("chosen_docs", pd.DataFrame({"doc_id": frame["doc_id"].unique()}))
+            texts = cur.execute(
+                "SELECT d.doc_id, d.text FROM documents d JOIN chosen_docs c USING (doc_id) "
+                "WHERE d.dataset_id = ?", [dataset_id]).df()
+            cur.unregister("chosen_docs")
+            frame["text"] = frame["doc_id"].map(texts.set_index("doc_id")["text"])
+        return frame
+
+    # -- projections (2-D maps), cached per embedding version and settings -------------------------
+    def find_projection(self, dataset_id: int, model_fp: str, query_prompt: str,
+                        doc_prompt: str, settings: str) -> tuple[int, int, pd.DataFrame] | None:
+        """(total points, n_neighbors, points: id, kind, x, y) of a cached projection, or None."""
+        cur = self._cursor()
+        row = cur.execute(
+            "SELECT projection_id, total, n_neighbors FROM projections WHERE dataset_id = ? "
+            "AND model_fp = ? AND query_prompt = ? AND doc_prompt = ? AND settings = ? "
+            "ORDER BY projection_id DESC LIMIT 1",
+            [dataset_id, model_fp, query_prompt, doc_prompt, settings],
+        ).fetchall()
+        if not row:
+            return None
+        row = row[0]
+        points = cur.execute(
+            "SELECT id, kind, x, y FROM projection_points WHERE projection_id = ?", [row[0]]
+        ).df()
+        return int(row[1]), int(row[2]), points
+
+    def put_projection(self, dataset_id: int, model_fp: str, query_prompt: str, doc_prompt: str,
+                       settings: str, total: int, n_neighbors: int, seconds: float,
+                       points: pd.DataFrame) -> int:
+        """Cache a projection's points (columns id, kind, x, y); return its id."""
+        with self._transaction() as cur:
+            projection_id = cur.execute("SELECT nextval('projection_seq')").fetchone()[0]
+            cur.execute(
+                "INSERT INTO projections VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [projection_id, dataset_id, model_fp, query_prompt, doc_prompt, settings, total,
+                 n_neighbors, seconds, _now()],
+            )
+            cur.register("new_points", points[["id", "kind", "x", "y"]])
+            cur.execute("INSERT INTO projection_points SELECT ?, id, kind, x, y FROM new_points",
+                        [projection_id])
+            cur.unregister("new_points")
+        return int(projection_id)
+
+    def selected_doc_ids(self, run_id: int) -> list[str]:
+        """The distinct documents a run selected as negatives (for any query)."""
+        return [r[0] for r in self._cursor().execute(
+            "SELECT DISTINCT doc_id FROM candidates WHERE run_id = ? AND selected", [run_id]
+        ).fetchall()]
+
+    def count_candidates(self, run_id: int) -> int:
+        """How many candidate rows a run stored."""
+        return int(self._cursor().execute(
+            "SELECT count(*) FROM candidates WHERE run_id = ?", [run_id]).fetchone()[0])
+
+    def engine_memory_bytes(self) -> int:
+        """Bytes DuckDB's buffer manager holds for this process (for memory reports)."""
+        return int(self._cursor().execute(
+            "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()").fetchone()[0])
