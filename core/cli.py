@@ -64,9 +64,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from core.store import Store
 
     sources = [(f, p) for f, p in (("beir", args.beir), ("pairs", args.pairs), ("flag", args.flag),
-                                   (None, args.path)) if p]
+                                   (None, args.path), ("vectors", args.vectors)) if p]
     if len(sources) != 1:
-        raise WorkbenchError("give exactly one of --beir DIR, --pairs FILE, --flag FILE or --path")
+        raise WorkbenchError("give exactly one of --beir DIR, --pairs FILE, --flag FILE, --path "
+                             "or --vectors DIR")
+    if sources[0][0] == "vectors":
+        return _ingest_vectors(args)
     fmt, path = sources[0]
     options: dict[str, Any] = {}
     if args.query_column:
@@ -90,6 +93,34 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ingest_vectors(args: argparse.Namespace) -> int:
+    from core.store import Store
+    from core.vectors import ingest_vectors
+
+    report = ingest_vectors(Store(args.workspace), args.vectors, split=args.split, name=args.name)
+    info = report.dataset
+    print(f"ingested dataset {info.name!r} (id {info.dataset_id}, precomputed vectors of "
+          f"{report.model!r}, {report.dim} dimensions{'' if report.texts else ', no texts'}): "
+          f"{info.n_queries} queries, {info.n_documents} documents, {info.n_positives} positives")
+    print(f"  vectors added to the cache: {report.vectors_added}")
+    print(f"  mine it with: python -m core mine --workspace {args.workspace} "
+          f"--model {report.fingerprint}")
+    for warning in report.warnings:
+        print(f"  warning: {warning}")
+    return 0
+
+
+def _search_line(search: dict) -> str:
+    """How a run's pool was searched, in one line."""
+    if "reused_pool_of" in search:
+        return f"re-used the stored pool of run {search['reused_pool_of']} (no search)"
+    if search.get("index") == "ivf":
+        return (f"IVF index, {search['nlist']} lists, nprobe {search['nprobe']}: recall@"
+                f"{search['depth']} {search['recall']:.3f} against exact search on "
+                f"{search['sample']} queries")
+    return f"{search.get('index', 'flat')} index (exact)"
+
+
 def cmd_mine(args: argparse.Namespace) -> int:
     from core.backends import get_backend
     from core.mine import MineRequest, mine
@@ -104,7 +135,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
         params=_key_values(args.param, "--param"), dataset=args.dataset, model=args.model,
         query_prompt=args.query_prompt, doc_prompt=args.doc_prompt, seed=args.seed,
         pool_depth=args.pool_depth, batch_size=args.batch_size, teacher=args.teacher,
-        teacher_kind=args.teacher_kind, backend=args.backend,
+        teacher_kind=args.teacher_kind, backend=args.backend, reuse_pool=not args.fresh_search,
     )
     dataset = store.get_dataset(args.dataset)
     print(f"mining dataset {dataset.name!r} with {args.strategy}", file=sys.stderr)
@@ -117,6 +148,8 @@ def cmd_mine(args: argparse.Namespace) -> int:
         shown = ", ".join(run.short_queries[:10])
         more = "" if len(run.short_queries) <= 10 else f" and {len(run.short_queries) - 10} more"
         print(f"  queries short of {run.num_negatives} negatives: {shown}{more}")
+    if run.search:
+        print("  search: " + _search_line(run.search))
     print("  timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in run.timings.items()))
     return 0
 
@@ -276,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
                    ".parquet) or a Hugging Face save_to_disk folder")
     p.add_argument("--flag", help="FlagEmbedding JSONL ({query, pos, neg})")
     p.add_argument("--path", help="any of the above; the format is detected")
+    p.add_argument("--vectors", help="precomputed embeddings: a folder with embeddings.json "
+                   "({\"model\": NAME}), corpus/queries vectors (.vectors.parquet with id + "
+                   "vector, or .npy beside corpus.jsonl/queries.jsonl) and qrels/<split>.tsv; "
+                   "mine it with --model precomputed:NAME")
     p.add_argument("--split", help="qrels split of a BEIR folder (e.g. train, test, labeled)")
     p.add_argument("--name", help="dataset name (default: the folder or file name)")
     p.add_argument("--query-column", help="pairs: the query/anchor column")
@@ -293,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a strategy parameter; repeat for several")
     p.add_argument("--dataset", help="dataset name (default: the newest)")
     p.add_argument("--model", help="sentence-transformers model: a local folder or hub id "
-                   "(default: the bundled all-MiniLM-L6-v2)")
+                   "(default: the bundled all-MiniLM-L6-v2), or precomputed:NAME for vectors "
+                   "ingested with ingest --vectors")
     p.add_argument("--query-prompt", default="", help="prepended to queries, e.g. 'query: '")
     p.add_argument("--doc-prompt", default="", help="prepended to documents, e.g. 'passage: '")
     p.add_argument("--seed", type=int, default=0)
@@ -311,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "false-negative suspicion: a local folder or hub id")
     p.add_argument("--teacher-kind", default="cross-encoder",
                    help="cross-encoder (default) or bi-encoder")
+    p.add_argument("--fresh-search", action="store_true",
+                   help="search again even when an earlier run's stored pool could be re-used")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = command("export", cmd_export, "export a run's negatives for training")

@@ -435,9 +435,12 @@ def export_run(
 def planned_negatives(store: Store, run_id: int, num_negatives: int | None = None) -> pd.DataFrame:
     """The (query_id, doc_id, idx) negatives a default export of the run would write now.
 
-    Decisions apply, as in an export; the review queue puts these pairs first.
+    Decisions apply, as in an export; the review queue puts these pairs first. Chosen in SQL
+    (``Store.export_negatives``, the rule of ``_choose_negatives``), so it stays fast on runs of
+    millions of candidates.
     """
     run = store.get_run(run_id)
-    plan, _ = _plan(store, run, ExportOptions(format="flag-embedding",
-                                               num_negatives=num_negatives))
-    return plan.negatives[["query_id", "doc_id", "idx"]].reset_index(drop=True)
+    k = num_negatives or run.num_negatives
+    short = run.short_queries if k <= run.num_negatives else None  # else every query refills
+    frame = store.export_negatives(run.run_id, run.dataset_id, k, short_queries=short)
+    return frame[["query_id", "doc_id", "idx"]].astype({"idx": "int64"}).reset_index(drop=True)

@@ -19,6 +19,13 @@ class LexicalIndex:
         self._retriever = bm25s.BM25()
         self._retriever.index(corpus_tokens, show_progress=False)
         self.n_docs = len(doc_texts)
+        # score_pairs reads the token postings directly when they are sorted by document (bm25s
+        # builds them so), costing O(query tokens x candidates) instead of O(corpus) per query.
+        indices, indptr = self._retriever.scores["indices"], self._retriever.scores["indptr"]
+        steps = np.diff(indices.astype(np.int64))
+        starts = indptr[1:-1][(indptr[1:-1] > 0) & (indptr[1:-1] < len(indices))] - 1
+        steps[starts] = 1  # a new token's postings may start lower
+        self._sorted_postings = bool((steps > 0).all()) if len(steps) else True
 
     def _query_ids(self, texts: Sequence[str]) -> list[list[int]]:
         tokens = self._bm25s.tokenize(
@@ -43,4 +50,20 @@ class LexicalIndex:
         token_ids = self._query_ids([query_text])[0]
         if not token_ids:
             return np.zeros(len(doc_indices), dtype=np.float32)
-        return self._retriever.get_scores(token_ids)[doc_indices].astype(np.float32)
+        if not self._sorted_postings:
+            return self._retriever.get_scores(token_ids)[doc_indices].astype(np.float32)
+        scores = self._retriever.scores
+        data, indices, indptr = scores["data"], scores["indices"], scores["indptr"]
+        docs = np.asarray(doc_indices, dtype=np.int64)
+        out = np.zeros(len(docs), dtype=np.float64)
+        for token in token_ids:
+            lo, hi = int(indptr[token]), int(indptr[token + 1])
+            if hi <= lo:
+                continue
+            at = np.minimum(np.searchsorted(indices[lo:hi], docs), hi - lo - 1)
+            hit = indices[lo + at] == docs
+            out[hit] += data[lo + at[hit]]
+        extra = self._retriever.nonoccurrence_array
+        if extra is not None:
+            out += float(extra[np.asarray(token_ids)].sum())
+        return out.astype(np.float32)

@@ -13,8 +13,10 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from core.embed import embed_texts, load_encoder, model_cache_dir
+from core import pool_rows
+from core.embed import Encoder, embed_texts, load_encoder, model_cache_dir
 from core.errors import WorkbenchError
 from core.false_negatives.base import DetectionContext
 from core.false_negatives.suspicion import Scorer, suspicion_rows
@@ -23,10 +25,18 @@ from core.lexical import LexicalIndex
 from core.mining import (
     MiningContext, QueryPool, Selection, Strategy, get_strategy, params_dict, parse_params,
 )
-from core.search import build_index, search
+from core.search import SearchReport, build_index, exact_ids, search, tune_recall
 from core.store import RunInfo, Store
+from core.vectors import PrecomputedModel, is_precomputed, load_precomputed, lookup_vectors
 
 DEFAULT_POOL_DEPTH = 100
+# Runs with more candidate rows than this explain (readable reasons, JSON signals) only each
+# pool's first max(EXPLAIN_DEPTH, 2k) candidates, the ones review shows first; every candidate
+# still gets its suspicion. 100k queries x 100 deep would otherwise spend minutes in Python.
+EXPLAIN_ALL_UP_TO = 1_000_000
+EXPLAIN_DEPTH = 10
+# Widening searches at most this many (query x depth) results at once.
+WIDEN_BLOCK = 16_000_000
 
 PhaseProgress = Callable[[str, int, int], None]
 """Called as progress(phase, done, total); phases: encode queries, encode documents, search, mine."""
@@ -34,7 +44,13 @@ PhaseProgress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class MineRequest:
-    """What to mine. ``params`` are the strategy's own (strings are converted, as from the CLI)."""
+    """What to mine. ``params`` are the strategy's own (strings are converted, as from the CLI).
+
+    ``model``: a sentence-transformers model, or ``precomputed:NAME`` for vectors ingested with
+    ``core.vectors.ingest_vectors`` (no model is loaded). ``reuse_pool``: select from the stored
+    pool of an earlier run with the same dataset, vectors and teacher when it is deep enough,
+    instead of searching again (``core.remine``).
+    """
 
     strategy: str
     num_negatives: int = 5
@@ -51,6 +67,7 @@ class MineRequest:
     # How the model encodes (core.backends): torch (fp32, the reference), torch-bf16, onnx or
     # onnx-int8. Built models are cached beside the workspace; each backend has its own vectors.
     backend: str = "torch"
+    reuse_pool: bool = True
 
 
 @dataclass(frozen=True)
@@ -73,26 +90,40 @@ def _load_corpus(store: Store, dataset_id: int) -> _Corpus:
     positives = store.dataset_frame(dataset_id, "positives")
     if documents.empty:
         raise WorkbenchError("the dataset has no documents to mine from")
-    doc_index = pd.Series(np.arange(len(documents)), index=documents["doc_id"])
-    by_hash = documents.groupby("text_hash").indices
-    pos_groups = positives.groupby("query_id")["doc_id"].agg(list)
-    queries = queries[queries["query_id"].isin(pos_groups.index)].reset_index(drop=True)
+    queries = queries[queries["query_id"].isin(positives["query_id"])].reset_index(drop=True)
     if queries.empty:
         raise WorkbenchError("the dataset has no query with a positive; nothing to mine")
-    hashes = documents["text_hash"].to_numpy()
-    excluded, pos_lists, duplicates = [], [], 0
-    for query_id in queries["query_id"]:
-        pos = doc_index[pos_groups[query_id]].to_numpy()
-        same = np.unique(np.concatenate([by_hash[h] for h in hashes[pos]]))
-        duplicates += len(same) - len(np.unique(pos))
-        excluded.append(same)
-        pos_lists.append(pos)
+    pos_lists, excluded, duplicates = _positive_sets(queries, documents, positives)
     return _Corpus(
         queries["query_id"].tolist(), queries["text"].tolist(), documents["doc_id"].tolist(),
         documents["text"].tolist(), excluded, pos_lists, duplicates,
         store.dataset_frame(dataset_id, "given_negatives"), queries["text_hash"].tolist(),
         documents["text_hash"].tolist(),
     )
+
+
+def _positive_sets(queries: pd.DataFrame, documents: pd.DataFrame,
+                   positives: pd.DataFrame) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+    """Per query row: its positives' doc indices, those plus exact duplicates of a positive
+    (same text hash), and how many duplicates that adds over all queries (vectorised)."""
+    q_row = pd.Index(queries["query_id"]).get_indexer(positives["query_id"])
+    d_idx = pd.Index(documents["doc_id"]).get_indexer(positives["doc_id"])
+    pairs = pd.DataFrame({"q": q_row, "d": d_idx})
+    pairs = pairs[pairs["q"] >= 0]
+    hashes = documents["text_hash"].to_numpy()
+    repeated = documents["text_hash"].duplicated(keep=False).to_numpy()
+    dup = pd.DataFrame({"h": hashes[repeated], "d2": np.flatnonzero(repeated)})
+    same = pairs.assign(h=hashes[pairs["d"].to_numpy()]).merge(dup, on="h")
+    wide = pd.concat([pairs, same[["q", "d2"]].rename(columns={"d2": "d"})])
+    wide = wide.drop_duplicates().sort_values(["q", "d"], kind="stable")
+    pairs = pairs.sort_values("q", kind="stable")
+    n = len(queries)
+    split = np.searchsorted(pairs["q"].to_numpy(), np.arange(1, n))
+    pos_lists = np.split(pairs["d"].to_numpy(np.int64), split)
+    split = np.searchsorted(wide["q"].to_numpy(), np.arange(1, n))
+    excluded = np.split(wide["d"].to_numpy(np.int64), split)
+    duplicates = len(wide) - len(pairs.drop_duplicates())
+    return pos_lists, excluded, int(duplicates)
 
 
 def _decisions(store: Store, corpus: _Corpus) -> dict[tuple[int, int], str]:
@@ -120,16 +151,53 @@ def _rng(seed: int, query_id: str) -> np.random.Generator:
 
 
 class _Pools:
-    """Builds query pools from dense or lexical search, excluding positives, at any depth."""
+    """Builds query pools from dense or lexical search, excluding positives, at any depth.
 
-    def __init__(self, corpus: _Corpus, q_vecs: np.ndarray, d_vecs: np.ndarray, lexical: bool):
+    The dense index is chosen by corpus size (``core.search.plan_index``); an approximate one has
+    its nprobe tuned on the run's queries for recall@depth (``report``) and is released after the
+    initial pools (``release_index``): widening a query's pool then searches it exactly.
+    """
+
+    def __init__(self, corpus: _Corpus, q_vecs: np.ndarray, d_vecs: np.ndarray, lexical: bool,
+                 seed: int = 0):
         self.corpus, self.q_vecs, self.d_vecs = corpus, q_vecs, d_vecs
         self.n_docs = d_vecs.shape[0]
+        if lexical and not any(corpus.doc_texts):
+            raise WorkbenchError("a lexical (BM25) pool needs document texts, and this dataset "
+                                 "has vectors only; choose a dense strategy")
         self.lexical = LexicalIndex(corpus.doc_texts) if lexical else None
-        self.index = None if lexical else build_index(d_vecs)
-        self.pos_scores = np.array([
-            float((d_vecs[p] @ q_vecs[i]).min()) for i, p in enumerate(corpus.positives)
-        ], dtype=np.float32)
+        self.index = None if lexical else build_index(d_vecs, seed=seed)
+        self.report = SearchReport("bm25" if lexical else "flat", 0, 0, 0, 1.0, 0, 1.0)
+        self.seed = seed
+        lengths = np.array([len(p) for p in corpus.positives], dtype=np.int64)
+        flat = np.concatenate(corpus.positives) if len(lengths) else np.zeros(0, np.int64)
+        q_rows = np.repeat(np.arange(len(lengths)), lengths)
+        pos = np.einsum("ij,ij->i", d_vecs[flat], q_vecs[q_rows]) if len(flat) else flat
+        self.pos_scores = np.minimum.reduceat(pos, np.concatenate([[0], np.cumsum(lengths)[:-1]])
+                                              ).astype(np.float32) if len(flat) else np.zeros(0)
+
+    def tune(self, depth: int) -> SearchReport:
+        """Measure (IVF: tune nprobe for) recall@depth on a sample of the run's queries."""
+        if self.index is not None:
+            self.report = tune_recall(self.index, self.d_vecs, self.q_vecs, depth, seed=self.seed)
+        return self.report
+
+    def release_index(self) -> None:
+        """Free an approximate index once the initial pools exist: widening searches exactly."""
+        if self.index is not None and self.report.index == "ivf":
+            self.index = None
+
+    def _search(self, rows: np.ndarray, fetch: int) -> np.ndarray:
+        """Dense ids, ``WIDEN_BLOCK`` results at a time; without the index (released after the
+        initial pools), exact search over the vectors."""
+        block = max(1, WIDEN_BLOCK // max(fetch, 1))
+        if self.index is None:
+            parts = [exact_ids(self.d_vecs, self.q_vecs[rows[i:i + block]], fetch)
+                     for i in range(0, len(rows), block)]
+        else:
+            parts = [search(self.index, self.q_vecs[rows[i:i + block]], fetch)[1]
+                     for i in range(0, len(rows), block)]
+        return np.concatenate(parts) if parts else np.zeros((0, fetch), np.int64)
 
     def build(self, rows: np.ndarray, depth: int) -> list[QueryPool]:
         extra = max(len(self.corpus.excluded[r]) for r in rows)
@@ -138,11 +206,11 @@ class _Pools:
             texts = [self.corpus.query_texts[r] for r in rows]
             lex, ids = self.lexical.search(texts, fetch)
         else:
-            _, ids = search(self.index, self.q_vecs[rows], fetch)
+            ids = self._search(rows, fetch)
             lex = None
         pools = []
         for j, row in enumerate(rows):
-            keep = ~np.isin(ids[j], self.corpus.excluded[row])
+            keep = (ids[j] >= 0) & ~np.isin(ids[j], self.corpus.excluded[row])
             doc_idx = ids[j][keep][:depth]
             dense = self.d_vecs[doc_idx] @ self.q_vecs[row]
             exhausted = fetch >= self.n_docs or len(doc_idx) >= self.n_docs - len(
@@ -194,62 +262,66 @@ def _select_all(
 def _candidate_frame(
     pool_list: list[QueryPool], selections: list[Selection], corpus: _Corpus, store_depth: int,
     k: int, q_vecs: np.ndarray, d_vecs: np.ndarray, scorer: Scorer,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The stored pool (top ``store_depth``, deeper where selections reach) and its suspicion."""
-    parts = []
-    suspicion: dict[str, list] = {}
-    doc_ids = np.asarray(corpus.doc_ids, dtype=object)
-    for row, (pool, sel) in enumerate(zip(pool_list, selections)):
-        deepest = int(sel.selected.max()) + 1 if len(sel.selected) else 0
-        keep = min(len(pool), max(store_depth, deepest + k))
-        scored = scorer.score(row, pool.doc_indices, pool.scores, pool.pos_score)
+) -> tuple[pa.Table, pa.Table]:
+    """The stored pool (top ``store_depth``, deeper where selections reach) and its suspicion.
+
+    Built in bulk (``core.pool_rows``); the candidate rows carry their suspicion too.
+    """
+    rows = pool_rows.layout(pool_list, selections, store_depth, k)
+    doc_ids = pa.array(corpus.doc_ids, type=pa.string())
+    results = [scorer.score(row, p.doc_indices, p.scores, p.pos_score)
+               for row, p in enumerate(pool_list)]
+    suspicion = pool_rows.suspicion_table(pool_list, results, rows, doc_ids,
+                                          scorer.ctx.explain_depth)
+    given, given_keys = _given_outside(pool_list, rows, corpus, q_vecs, d_vecs)
+    frame = pool_rows.candidate_table(pool_list, selections, rows, doc_ids,
+                                      suspicion.column("suspicion").to_numpy(), given_keys)
+    if given.empty:
+        return frame, suspicion
+    # Given negatives outside the searched pool are scored like any candidate.
+    extra: dict[str, list] = {}
+    qi, di = given["q_row"].to_numpy(), given["d_idx"].to_numpy()
+    scores, pos = given["score"].to_numpy(np.float32), given["pos_score"].to_numpy(np.float32)
+    susp = np.zeros(len(given), dtype=np.float32)
+    for row in np.unique(qi):
+        mask = qi == row
+        scored = scorer.score(int(row), di[mask], scores[mask], float(pos[mask][0]))
+        susp[mask] = scored.suspicion
         for column, values in suspicion_rows(
-                pool.query_id, doc_ids[pool.doc_indices], scored, keep).items():
-            suspicion.setdefault(column, []).extend(values)
-        chosen = np.zeros(len(pool), dtype=bool)
-        chosen[sel.selected] = True
-        parts.append(pd.DataFrame({
-            "query_id": pool.query_id,
-            "doc_id": doc_ids[pool.doc_indices[:keep]],
-            "rank": np.arange(1, keep + 1, dtype=np.int32),
-            "score": pool.scores[:keep],
-            "pos_score": np.float32(pool.pos_score),
-            "lexical_score": (pool.lexical_scores[:keep] if pool.lexical_scores is not None
-                              else np.full(keep, np.nan, dtype=np.float32)),
-            "source": "lexical" if pool.lexical_scores is not None else "search",
-            "eligible": sel.eligible[:keep],
-            "selected": chosen[:keep],
-        }))
-    frame = pd.concat(parts, ignore_index=True)
+                corpus.query_ids[row], np.asarray(corpus.doc_ids, dtype=object)[di[mask]], scored,
+                int(mask.sum())).items():
+            extra.setdefault(column, []).extend(values)
+    frame = pool_rows.append_rows(frame, given.assign(suspicion=susp))
+    suspicion = pool_rows.append_rows(suspicion, pd.DataFrame(extra))
+    return frame, suspicion
+
+
+def _given_outside(pool_list: list[QueryPool], rows: pool_rows.PoolLayout, corpus: _Corpus,
+                   q_vecs: np.ndarray, d_vecs: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """Given negatives of the mined queries: (rows for those outside the stored pool, the keys
+    (query row x documents + doc index) of all of them)."""
     given = corpus.given
-    if not given.empty:
-        q_row = {q: i for i, q in enumerate(corpus.query_ids)}
-        d_row = {d: i for i, d in enumerate(corpus.doc_ids)}
-        given = given[given["query_id"].isin(q_row)]
-        given_pairs = set(zip(given["query_id"], given["doc_id"]))
-        pairs = list(zip(frame["query_id"], frame["doc_id"]))
-        frame.loc[[p in given_pairs for p in pairs], "source"] = "given"
-        seen = set(pairs)
-        given = given[[(q, d) not in seen for q, d in zip(given["query_id"], given["doc_id"])]]
-        if not given.empty:
-            qi = given["query_id"].map(q_row).to_numpy()
-            di = given["doc_id"].map(d_row).to_numpy()
-            pos = np.array([pool_list[i].pos_score for i in qi], dtype=np.float32)
-            scores = np.einsum("ij,ij->i", q_vecs[qi], d_vecs[di]).astype(np.float32)
-            frame = pd.concat([frame, pd.DataFrame({
-                "query_id": given["query_id"].to_numpy(), "doc_id": given["doc_id"].to_numpy(),
-                "rank": pd.array([None] * len(given), dtype="Int32"),
-                "score": scores, "pos_score": pos, "lexical_score": np.nan, "source": "given",
-                "eligible": False, "selected": False,
-            })], ignore_index=True)
-            # Given negatives outside the searched pool are scored like any candidate.
-            for row in np.unique(qi):
-                mask = qi == row
-                scored = scorer.score(int(row), di[mask], scores[mask], float(pos[mask][0]))
-                for column, values in suspicion_rows(
-                        corpus.query_ids[row], doc_ids[di[mask]], scored, int(mask.sum())).items():
-                    suspicion[column].extend(values)
-    return frame, pd.DataFrame(suspicion)
+    n_docs = len(corpus.doc_ids)
+    if given.empty:
+        return pd.DataFrame(), np.zeros(0, dtype=np.int64)
+    q_row = pd.Index(corpus.query_ids).get_indexer(given["query_id"])
+    d_idx = pd.Index(corpus.doc_ids).get_indexer(given["doc_id"])
+    given = given.assign(q_row=q_row, d_idx=d_idx)[q_row >= 0]
+    keys = given["q_row"].to_numpy(np.int64) * n_docs + given["d_idx"].to_numpy(np.int64)
+    stored = np.concatenate([row * n_docs + p.doc_indices[:m] for row, (p, m) in
+                             enumerate(zip(pool_list, rows.keeps))]).astype(np.int64)
+    outside = given[~np.isin(keys, stored)]
+    qi, di = outside["q_row"].to_numpy(), outside["d_idx"].to_numpy()
+    pos = np.array([pool_list[i].pos_score for i in qi], dtype=np.float32)
+    scores = np.einsum("ij,ij->i", q_vecs[qi], d_vecs[di]).astype(np.float32)
+    return pd.DataFrame({
+        "query_id": outside["query_id"].to_numpy(dtype=object),
+        "doc_id": outside["doc_id"].to_numpy(dtype=object),
+        "rank": pd.array([None] * len(outside), dtype="Int32"),
+        "score": scores, "pos_score": pos, "lexical_score": np.float32(np.nan),
+        "source": "given", "eligible": False, "selected": False,
+        "q_row": qi, "d_idx": di,
+    }), keys
 
 
 def mine(store: Store, request: MineRequest, progress: PhaseProgress | None = None) -> RunInfo:
@@ -267,9 +339,15 @@ def mine(store: Store, request: MineRequest, progress: PhaseProgress | None = No
     if request.pool_depth < k:
         raise WorkbenchError(f"pool depth {request.pool_depth} is smaller than num_negatives {k}")
     dataset = store.get_dataset(request.dataset)
-    encoder = load_encoder(request.model, request.batch_size, request.backend,
-                           model_cache_dir(store.path))
+    encoder = _vector_source(store, request)
     depth = max(request.pool_depth, strategy.min_depth(params, k))
+    if request.reuse_pool:
+        from core.remine import remine  # remine builds on this module's helpers
+
+        reused = remine(store, request, strategy, params, encoder, depth, dataset.dataset_id,
+                        progress)
+        if reused is not None:
+            return reused
     run_id = store.create_run(
         dataset.dataset_id, strategy.name, params_dict(params), encoder.name, encoder.fingerprint,
         request.query_prompt, request.doc_prompt, request.seed, k, depth,
@@ -282,46 +360,57 @@ def mine(store: Store, request: MineRequest, progress: PhaseProgress | None = No
         raise
 
 
-def _execute(store, run_id, request, strategy, params, encoder, depth, progress, dataset_id):
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    corpus = _load_corpus(store, dataset_id)
-    k = request.num_negatives
-    if len(corpus.doc_ids) - max(len(e) for e in corpus.excluded) < k:
-        raise WorkbenchError(
-            f"the corpus has {len(corpus.doc_ids)} documents: too few for {k} negatives per query"
-        )
+VectorSource = Encoder | PrecomputedModel
 
-    def phase(name: str):
-        return (lambda done, total: progress(name, done, total)) if progress else None
 
-    q_vecs = embed_texts(store, encoder, corpus.query_texts, request.query_prompt,
-                         phase("encode queries"))
-    timings["encode_queries"] = time.perf_counter() - t0
-    t = time.perf_counter()
-    d_vecs = embed_texts(store, encoder, corpus.doc_texts, request.doc_prompt,
-                         phase("encode documents"))
-    timings["encode_documents"] = time.perf_counter() - t
-    t = time.perf_counter()
-    decisions = _decisions(store, corpus)
-    teacher = load_teacher(request.teacher, request.teacher_kind) if request.teacher else None
-    pools = _Pools(corpus, q_vecs, d_vecs, strategy.pool_source == "lexical")
-    initial = _initial_pools(pools, depth, progress)
-    scorer = Scorer(DetectionContext(
-        corpus.query_ids, corpus.query_texts, q_vecs, corpus.doc_texts, d_vecs, corpus.positives,
-        request.seed, teacher,
-    )).fit([(i, p.doc_indices, p.scores, p.pos_score) for i, p in enumerate(initial)])
-    ctx = MiningContext(corpus.query_ids, corpus.query_texts, q_vecs, corpus.doc_ids,
-                        corpus.doc_texts, d_vecs, request.seed, corpus.positives, scorer, decisions)
-    state = strategy.prepare(ctx, params)
-    pool_list, selections, widened = _select_all(
-        strategy, params, state, pools, initial, k, depth, request.seed)
-    if progress:
-        progress("mine", len(pool_list), len(pool_list))
-    timings["search_and_mine"] = time.perf_counter() - t
-    t = time.perf_counter()
-    frame, suspicion = _candidate_frame(pool_list, selections, corpus, depth, k, q_vecs, d_vecs,
-                                        scorer)
+def _vector_source(store: Store, request: MineRequest) -> VectorSource:
+    """The model to embed with, or the precomputed vectors named ``precomputed:NAME``."""
+    if is_precomputed(request.model):
+        if request.query_prompt or request.doc_prompt:
+            raise WorkbenchError("precomputed vectors already include any prompt; leave the query "
+                                 "and document prompts empty")
+        if request.backend != "torch":
+            raise WorkbenchError("precomputed vectors are not encoded here; leave the backend at "
+                                 f"torch, not {request.backend!r}")
+        return load_precomputed(store, request.model)
+    return load_encoder(request.model, request.batch_size, request.backend,
+                        model_cache_dir(store.path))
+
+
+def embed_corpus(store: Store, source: VectorSource, corpus: _Corpus, request: MineRequest,
+                 progress: PhaseProgress | None,
+                 timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(query vectors, document vectors) from the cache, encoding only texts it lacks; the
+    seconds each took go to ``timings`` (encode_queries, encode_documents)."""
+    if not isinstance(source, PrecomputedModel) and not any(corpus.doc_texts):
+        raise WorkbenchError("this dataset has vectors but no texts, so a model cannot embed it; "
+                             "mine it with --model precomputed:NAME")
+    out = []
+    for phase, texts, hashes, prompt, what in (
+            ("encode queries", corpus.query_texts, corpus.query_hashes, request.query_prompt,
+             "queries"),
+            ("encode documents", corpus.doc_texts, corpus.doc_hashes, request.doc_prompt,
+             "documents")):
+        t = time.perf_counter()
+        report = (lambda done, total, p=phase: progress(p, done, total)) if progress else None
+        if isinstance(source, PrecomputedModel):
+            out.append(lookup_vectors(store, source, hashes, what))
+            if report:
+                report(len(hashes), len(hashes))
+        else:
+            out.append(embed_texts(store, source, texts, prompt, report, hashes=hashes))
+        timings[phase.replace(" ", "_")] = time.perf_counter() - t
+    return out[0], out[1]
+
+
+def explain_depth(n_queries: int, depth: int, k: int) -> int | None:
+    """How many candidates per pool get readable reasons (None: all); see EXPLAIN_ALL_UP_TO."""
+    return None if n_queries * depth <= EXPLAIN_ALL_UP_TO else max(EXPLAIN_DEPTH, 2 * k)
+
+
+def run_counts(corpus: _Corpus, pool_list: list[QueryPool], selections: list[Selection], k: int,
+               widened: int) -> tuple[dict[str, int], list[str]]:
+    """The run's per-rule counts, and the queries left short of k negatives."""
     counts: dict[str, int] = {
         "positives_excluded": int(sum(len(p) for p in corpus.positives)),
         "duplicates_of_positive_excluded": corpus.duplicate_count,
@@ -333,8 +422,57 @@ def _execute(store, run_id, request, strategy, params, encoder, depth, progress,
     counts["selected"] = int(sum(len(s.selected) for s in selections))
     counts["widened_queries"] = widened
     counts["short_queries"] = len(short)
+    return counts, short
+
+
+def _execute(store, run_id, request, strategy, params, encoder, depth, progress, dataset_id):
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    corpus = _load_corpus(store, dataset_id)
+    k = request.num_negatives
+    if len(corpus.doc_ids) - max(len(e) for e in corpus.excluded) < k:
+        raise WorkbenchError(
+            f"the corpus has {len(corpus.doc_ids)} documents: too few for {k} negatives per query"
+        )
+
+    if request.teacher and not any(corpus.doc_texts):
+        raise WorkbenchError("a teacher reads texts, and this dataset has vectors only")
+    timings["load"] = time.perf_counter() - t0
+    q_vecs, d_vecs = embed_corpus(store, encoder, corpus, request, progress, timings)
+    t = time.perf_counter()
+    decisions = _decisions(store, corpus)
+    teacher = load_teacher(request.teacher, request.teacher_kind) if request.teacher else None
+    pools = _Pools(corpus, q_vecs, d_vecs, strategy.pool_source == "lexical", request.seed)
+    report = pools.tune(depth)
+    timings["index"] = time.perf_counter() - t
+    t = time.perf_counter()
+    initial = _initial_pools(pools, depth, progress)
+    pools.release_index()  # an IVF index holds a copy of every vector; widening searches exactly
+    timings["search"] = time.perf_counter() - t
+    t = time.perf_counter()
+    explain = explain_depth(len(corpus.query_ids), depth, k)
+    scorer = Scorer(DetectionContext(
+        corpus.query_ids, corpus.query_texts, q_vecs, corpus.doc_texts, d_vecs, corpus.positives,
+        request.seed, teacher, explain_depth=explain,
+    )).fit([(i, p.doc_indices, p.scores, p.pos_score) for i, p in enumerate(initial)])
+    ctx = MiningContext(corpus.query_ids, corpus.query_texts, q_vecs, corpus.doc_ids,
+                        corpus.doc_texts, d_vecs, request.seed, corpus.positives, scorer, decisions)
+    state = strategy.prepare(ctx, params)
+    pool_list, selections, widened = _select_all(
+        strategy, params, state, pools, initial, k, depth, request.seed)
+    if progress:
+        progress("mine", len(pool_list), len(pool_list))
+    timings["mine"] = time.perf_counter() - t
+    t = time.perf_counter()
+    frame, suspicion = _candidate_frame(pool_list, selections, corpus, depth, k, q_vecs, d_vecs,
+                                        scorer)
+    counts, short = run_counts(corpus, pool_list, selections, k, widened)
     timings["build_pool"] = time.perf_counter() - t
+    t = time.perf_counter()
+    search_info = {**report.as_dict(), "teacher": request.teacher, "explain_depth": explain}
+    store.finish_run(run_id, frame, timings, counts, len(corpus.query_ids), short, search_info)
+    store.put_suspicion(run_id, suspicion, "cold", sync_candidates=False)
+    timings["store"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
-    store.finish_run(run_id, frame, timings, counts, len(corpus.query_ids), short)
-    store.put_suspicion(run_id, suspicion, "cold")
+    store.set_run_timings(run_id, timings)
     return store.get_run(run_id)

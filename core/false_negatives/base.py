@@ -14,7 +14,10 @@ class DetectionContext:
 
     Rows of ``query_vectors`` align with ``query_ids``/``query_texts``/``positives`` (doc indices of
     each query's labeled positives); rows of ``doc_vectors`` with ``doc_texts``. ``cache`` holds
-    what a detector builds once (a BM25 index, clusters, a teacher model).
+    what a detector builds once (a BM25 index, clusters, a teacher model). ``explain_depth``:
+    readable reasons (and the per-candidate details they quote) are built for each pool's first
+    ``explain_depth`` candidates only; None explains all. Runs of millions of candidates set it to
+    keep the per-candidate Python bounded; signals and suspicion are computed for every candidate.
     """
 
     query_ids: list[str]
@@ -26,6 +29,11 @@ class DetectionContext:
     seed: int = 0
     teacher: Any = None
     cache: dict[str, Any] = field(default_factory=dict)
+    explain_depth: int | None = None
+
+    def has_texts(self) -> bool:
+        """False for datasets ingested as precomputed vectors without texts."""
+        return any(self.doc_texts)
 
 
 @dataclass(frozen=True)

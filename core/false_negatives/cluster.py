@@ -7,6 +7,8 @@ import numpy as np
 from core.false_negatives.base import DetectionContext, Detector, RawSignal
 from core.mining.cluster import fit_clusters
 
+MAX_DOCUMENTS = 50_000
+
 
 class SameCluster(Detector):
     """1 when the candidate shares a k-means cluster (sqrt(documents) clusters) with a positive.
@@ -18,6 +20,12 @@ class SameCluster(Detector):
     name = "cluster"
     summary = "shares a k-means topic cluster with a positive"
     weight = 0.0
+
+    def available(self, ctx: DetectionContext) -> bool:
+        # k-means with sqrt(N) clusters costs N^1.5; above MAX_DOCUMENTS this weightless signal
+        # takes minutes on two cores (100k documents: about a minute; 1M: far more) for an
+        # explanation only.
+        return ctx.doc_vectors.shape[0] <= MAX_DOCUMENTS
 
     def compute(self, ctx: DetectionContext, row: int, doc_indices: np.ndarray,
                 scores: np.ndarray, pos_score: float) -> RawSignal:

@@ -30,6 +30,9 @@ class CrossQuery(Detector):
                 for d in docs:
                     pairs.setdefault(int(d), []).append(q)
             owners = ctx.cache["positive_owners"] = {d: np.array(q) for d, q in pairs.items()}
+            owned = np.zeros(len(ctx.doc_texts), dtype=bool)
+            owned[list(owners)] = True
+            ctx.cache["positive_owned"] = owned
         return owners
 
     def compute(self, ctx: DetectionContext, row: int, doc_indices: np.ndarray,
@@ -37,7 +40,10 @@ class CrossQuery(Detector):
         owners = self._owners(ctx)
         values = np.zeros(len(doc_indices), dtype=np.float32)
         details: list[str | None] = [None] * len(doc_indices)
-        for i, d in enumerate(doc_indices):
+        # Only candidates that are some query's positive can carry the signal (few of a pool).
+        owned = np.flatnonzero(ctx.cache["positive_owned"][doc_indices])
+        for i in owned:
+            d = doc_indices[i]
             others = owners.get(int(d))
             if others is None:
                 continue

@@ -18,6 +18,9 @@ class Lexical(Detector):
     name = "lexical"
     summary = "BM25 of the query against the candidate"
 
+    def available(self, ctx: DetectionContext) -> bool:
+        return ctx.has_texts()  # precomputed vectors may come without any text
+
     def compute(self, ctx: DetectionContext, row: int, doc_indices: np.ndarray,
                 scores: np.ndarray, pos_score: float) -> RawSignal:
         index = ctx.cache.get("bm25")

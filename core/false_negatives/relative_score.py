@@ -20,10 +20,12 @@ class RelativeScore(Detector):
 
     def compute(self, ctx: DetectionContext, row: int, doc_indices: np.ndarray,
                 scores: np.ndarray, pos_score: float) -> RawSignal:
+        head = scores if ctx.explain_depth is None else scores[:ctx.explain_depth]
         if pos_score > 0:
-            details = [f"{s / pos_score:.2f} x the positive" for s in scores]
+            details = [f"{s / pos_score:.2f} x the positive" for s in head]
         else:
-            details = [f"{s:.2f} where the positive scores {pos_score:.2f}" for s in scores]
+            details = [f"{s:.2f} where the positive scores {pos_score:.2f}" for s in head]
+        details += [None] * (len(scores) - len(head))
         return RawSignal(scores.astype(np.float32), None, details)
 
     def reason(self, value: float, evidence: float, detail: str | None) -> str | None:

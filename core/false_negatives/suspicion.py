@@ -85,7 +85,8 @@ class Scorer:
         total_weight = 0.0
         floor = np.zeros(n, dtype=np.float32)
         features: dict[str, np.ndarray] = {}
-        ranked: list[list[tuple[float, str]]] = [[] for _ in range(n)]
+        explained = n if self.ctx.explain_depth is None else min(n, self.ctx.explain_depth)
+        ranked: list[list[tuple[float, str]]] = [[] for _ in range(explained)]
         for det in self.detectors:
             raw = self._raw.pop((det.name, key), None) or det.compute(
                 self.ctx, row, docs, scores, pos)
@@ -104,7 +105,7 @@ class Scorer:
             if raw.decisive is not None:
                 floor = np.fmax(floor, np.nan_to_num(raw.decisive, nan=0.0))
             details = raw.details or [None] * n
-            for i in range(n):
+            for i in range(explained):
                 text = det.reason(float(raw.values[i]), float(evidence[i]), details[i])
                 if text:
                     strength = 2.0 if raw.decisive is not None and not np.isnan(
@@ -113,6 +114,7 @@ class Scorer:
         cold = weighted / total_weight if total_weight else np.zeros(n)
         suspicion = np.clip(np.fmax(cold, floor), 0.0, 1.0).astype(np.float32)
         reasons = [[t for _, t in sorted(r, key=lambda x: -x[0])[:REASON_LIMIT]] for r in ranked]
+        reasons += [[]] * (n - explained)  # one shared empty list: unexplained candidates
         result = PoolSuspicion(suspicion, features, reasons)
         self._cache[key] = result
         return result

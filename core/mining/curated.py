@@ -62,7 +62,9 @@ class Curated(Strategy):
                rng: np.random.Generator) -> Selection:
         row = state.row_of[pool.query_id]
         result = state.ctx.suspicion.score(row, pool.doc_indices, pool.scores, pool.pos_score)
-        labels = np.array([state.ctx.decisions.get((row, int(d)), "") for d in pool.doc_indices])
+        decisions = state.ctx.decisions
+        labels = np.array([decisions.get((row, int(d)), "") for d in pool.doc_indices]) \
+            if decisions else np.full(len(pool), "")  # no per-candidate loop before any review
         reviewed = labels == "hard_negative"
         rejected = np.isin(labels, ["false_negative", "unsure"])
         suspicious = (result.suspicion > params.max_suspicion) & ~reviewed & ~rejected
