@@ -9,6 +9,8 @@ neighbourhood can be drawn.
 
 from __future__ import annotations
 
+import json
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
@@ -17,9 +19,12 @@ import numpy as np
 import pandas as pd
 
 from core.errors import WorkbenchError
+from core.layout import FAST_ABOVE, umap_layout
 from core.store import RunInfo, Store
 
 MIN_POINTS = 5
+# Part of the cache key: bump when the layout method changes, so old maps are recomputed.
+LAYOUT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -68,15 +73,14 @@ def embedded_points(store: Store, version: EmbeddingVersion) -> EmbeddedPoints:
         ("queries", "query", "query_id", version.query_prompt),
     ):
         frame = store.dataset_frame(version.dataset_id, table)
-        found = store.cached_vectors(version.model_fp, prompt, frame["text_hash"].tolist())
-        missing = int((~frame["text_hash"].isin(list(found))).sum())
+        matrix, found = store.vector_matrix(version.model_fp, prompt, frame["text_hash"].tolist())
+        missing = int((~found).sum())
         if missing:
             raise WorkbenchError(
                 f"{missing} {table} of dataset {version.dataset_id} have no cached vector for this "
                 "run's model; mine the dataset again to embed them")
         parts.append(pd.DataFrame({"id": frame[id_column], "kind": kind, "text": frame["text"]}))
-        vectors.append(np.stack([found[h] for h in frame["text_hash"]]) if len(frame)
-                       else np.zeros((0, 1), dtype=np.float32))
+        vectors.append(matrix if len(frame) else np.zeros((0, 1), dtype=np.float32))
     points = pd.concat(parts, ignore_index=True)
     dims = {v.shape[1] for v in vectors if len(v)}
     return EmbeddedPoints(points, np.concatenate([v for v in vectors if len(v)]).astype(
@@ -118,6 +122,11 @@ def project(
 ) -> Projection:
     """Project the version's documents and queries to 2-D with UMAP (cosine metric, seeded).
 
+    The result is cached in the workspace per embedding version and settings (sample size, seed,
+    kept runs): a second call reads it back. Above ``core.layout.FAST_ABOVE`` points the layout
+    is ``core.layout.umap_layout`` (PCA to 50 dimensions, FAISS neighbours, UMAP on that graph),
+    about a minute for 100,000 points on two cores.
+
     Args:
         max_points: above this many points, documents are sampled (queries, positives and the
             selected negatives of ``runs`` are kept).
@@ -129,25 +138,38 @@ def project(
     """
     if max_points < MIN_POINTS:
         raise WorkbenchError(f"the map needs at least {MIN_POINTS} points, got max {max_points}")
+    settings = json.dumps({"max_points": max_points, "seed": seed, "runs": sorted(runs),
+                           "layout": LAYOUT_VERSION})
+    cached = store.find_projection(version.dataset_id, version.model_fp, version.query_prompt,
+                                   version.doc_prompt, settings)
+    if cached is not None:
+        total, n_neighbors, points = cached
+        return Projection(points, total, len(points) < total, n_neighbors)
+    started = time.perf_counter()
     embedded = embedded_points(store, version)
     total = len(embedded.points)
     if total < MIN_POINTS:
         raise WorkbenchError(f"the dataset has {total} texts; the map needs at least {MIN_POINTS}")
     keep = set(store.dataset_frame(version.dataset_id, "positives")["doc_id"])
     for run_id in runs:
-        pool = store.run_candidates(run_id)
-        keep |= set(pool.loc[pool["selected"], "doc_id"])
+        keep |= set(store.selected_doc_ids(run_id))
     rows = _sample(embedded.points, keep, max_points, seed) if total > max_points \
         else np.arange(total)
     vectors = embedded.vectors[rows]
     n_neighbors = int(max(2, min(15, len(rows) - 1)))
-    import umap  # imported here: loading numba takes seconds, only the map needs it
+    if len(rows) > FAST_ABOVE:
+        xy = umap_layout(vectors, n_neighbors, seed)
+    else:
+        import umap  # imported here: loading numba takes seconds, only the map needs it
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=0.1, metric="cosine",
-                            random_state=seed, init="spectral" if len(rows) > 50 else "random")
-        xy = reducer.fit_transform(vectors)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=0.1, metric="cosine",
+                                random_state=seed, init="spectral" if len(rows) > 50 else "random")
+            xy = reducer.fit_transform(vectors)
     points = embedded.points.iloc[rows][["id", "kind"]].reset_index(drop=True)
     points["x"], points["y"] = xy[:, 0], xy[:, 1]
+    store.put_projection(version.dataset_id, version.model_fp, version.query_prompt,
+                         version.doc_prompt, settings, total, n_neighbors,
+                         time.perf_counter() - started, points)
     return Projection(points, total, len(rows) < total, n_neighbors)

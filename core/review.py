@@ -145,3 +145,31 @@ def review_card(store: Store, run_id: int, row: pd.Series) -> ReviewCard:
         reasons=reasons, decision=None if pd.isna(row.get("decision")) else row["decision"],
         would_export=bool(row.get("would_export", False)),
     )
+
+
+def next_review_item(store: Store, run_id: int | None = None,
+                     query_id: str | None = None) -> pd.Series | None:
+    """The first undecided row of ``review_queue`` (default filters), found in SQL.
+
+    For runs too large to read whole (``review_queue`` reads every candidate): the row carries what
+    ``review_card`` shows (reasons, would_export, margin). None when every candidate is decided.
+    """
+    from core.mining import get_strategy
+
+    run = store.get_run(run_id)
+    try:
+        dense = get_strategy(run.strategy).pool_source == "dense"
+    except WorkbenchError:
+        dense = False
+    rows = store.review_next(run.run_id, run.dataset_id, run.num_negatives, 1, query_id, dense)
+    if rows.empty:
+        return None
+    row = rows.iloc[0].copy()
+    explained = store.candidate_explanation(run.run_id, row["query_id"], row["doc_id"])
+    row["reasons"] = explained[1] if explained else None
+    planned = store.export_negatives(run.run_id, run.dataset_id, run.num_negatives,
+                                     [row["query_id"]], run.short_queries)
+    row["would_export"] = bool(planned["doc_id"].eq(row["doc_id"]).any())
+    row["margin"] = row["pos_score"] - row["score"]
+    row["decision"] = None
+    return row

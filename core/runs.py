@@ -105,3 +105,39 @@ def compare_runs(store: Store, run_a: int, run_b: int) -> RunComparison:
     margins = pd.concat([a.assign(run=run_label(runs[0])), b.assign(run=run_label(runs[1]))],
                         ignore_index=True)[["run", "query_id", "doc_id", "score", "margin"]]
     return RunComparison(overlap, summary, margins)
+
+
+def selection_overlap(store: Store, run_a: int, run_b: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``compare_runs``'s overlap and summary, computed in SQL for runs of one dataset version.
+
+    Pairs are matched by ids (the runs share a dataset), so runs of millions of candidates compare
+    without reading them into memory.
+
+    Returns:
+        (overlap: query_id, in a, in b, in both, jaccard; summary: measure, value).
+
+    Raises:
+        WorkbenchError: the same run twice, an unfinished run, or runs of different datasets.
+    """
+    if run_a == run_b:
+        raise WorkbenchError("pick two different runs to compare")
+    runs = [store.get_run(run_a), store.get_run(run_b)]
+    for run in runs:
+        if run.status != "done":
+            raise WorkbenchError(f"run {run.run_id} is {run.status}; only finished runs compare")
+    if runs[0].dataset_id != runs[1].dataset_id:
+        raise WorkbenchError(f"runs {run_a} and {run_b} mined different dataset versions; "
+                             "compare them with compare_runs, which matches texts")
+    overlap = store.selected_overlap(run_a, run_b, runs[0].dataset_id).rename(
+        columns={"in_a": "in a", "in_b": "in b", "in_both": "in both"})
+    union = overlap["in a"] + overlap["in b"] - overlap["in both"]
+    overlap["jaccard"] = (overlap["in both"] / union.where(union > 0)).fillna(1.0)
+    shared = int(((overlap["in a"] > 0) & (overlap["in b"] > 0)).sum())
+    summary = pd.DataFrame({
+        "measure": ["queries in both runs", f"negatives in run {run_a}",
+                    f"negatives in run {run_b}", "negatives in both", "mean Jaccard per query"],
+        "value": [shared, int(overlap["in a"].sum()), int(overlap["in b"].sum()),
+                  int(overlap["in both"].sum()),
+                  round(float(overlap["jaccard"].mean()), 3) if len(overlap) else 0.0],
+    })
+    return overlap, summary
