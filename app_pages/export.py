@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.datapaths import export_path
 from core.errors import WorkbenchError
-from core.export import FILE_TYPES, FORMATS, ExportOptions, build_export, export_run
+from core.export import FILE_TYPES, FORMATS, ExportOptions, export_run, preview_export
 from app_pages import common
 
 MIME = {".jsonl": "application/jsonl", ".csv": "text/csv",
@@ -49,9 +49,15 @@ def _options() -> tuple[ExportOptions, str]:
 def _preview(options: ExportOptions) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        frame = build_export(store, run.run_id, options)
+        frame = preview_export(store, run.run_id, options)
     counts = frame.attrs.get("counts", {})
-    st.subheader(f"Preview: {len(frame):,} rows")
+    if frame.attrs.get("partial"):
+        st.subheader(f"Preview of the first {frame.attrs['queries_previewed']:,} queries: "
+                     f"{len(frame):,} rows")
+        st.caption("The run is large, so the preview and its counts cover these queries only; "
+                   "the written file and its manifest cover every query.")
+    else:
+        st.subheader(f"Preview: {len(frame):,} rows")
     left, right = st.columns([5, 2])
     left.dataframe(frame.head(100), hide_index=True, key="export_preview")
     right.dataframe([{"count": k.replace("_", " "), "value": v} for k, v in counts.items()],

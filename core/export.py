@@ -1,7 +1,7 @@
 """Export a finished mining run as training data, with annotators' decisions applied.
 
-Negatives per query come from the run's candidate pool (``ExportOptions``, ``_choose_negatives``),
-are laid out in one of the FORMATS and written atomically as JSONL, Parquet or CSV, followed by
+Negatives per query come from the run's candidate pool (``ExportOptions``; chosen in SQL by
+``Store.export_negatives``), are laid out in one of the FORMATS and written atomically as JSONL, Parquet or CSV, followed by
 ``<out>.manifest.json`` (run, options, counts, the data file's SHA-256).
 
 Formats use sentence-transformers' names: its dataset formats
@@ -111,45 +111,22 @@ _EXCLUDED = {"false_negative": "false_negatives_excluded", "unsure": "unsure_exc
 
 
 # -- choosing ------------------------------------------------------------------------------------
-def _choose_negatives(pool: pd.DataFrame, options: ExportOptions, k: int,
-                      counts: dict[str, int]) -> pd.DataFrame:
-    """Rank each query's usable candidates by tier (0 reviewed, 1 selected, 2 refill), keep k."""
-    decision = pool["decision"]
-    if options.apply_decisions:
-        for label, key in _EXCLUDED.items():
-            pairs = pool.loc[decision.eq(label), ["query_id", "doc_id"]].drop_duplicates()
-            counts[key] = len(pairs)
-        usable = ~decision.isin(list(_EXCLUDED))
-        tier = np.select([decision.eq("hard_negative"), pool["selected"].astype(bool),
-                          pool["eligible"].astype(bool)], [0, 1, 2], default=3)
-        keep = usable & (tier == 0 if options.only_reviewed else tier < 3)
-    else:
-        tier = np.where(pool["selected"].astype(bool), 1, 3)
-        keep = tier == 1
-    ranked = pool.assign(tier=tier)[keep]
-    # Reviewed hard negatives are ordered by score alone; the others by rank, then score.
-    rank_key = ranked["rank"].astype("Float64").where(ranked["tier"] > 0, 0.0)
-    ranked = ranked.assign(rank_key=rank_key)
-    ranked = ranked.sort_values(["q_order", "tier", "rank_key", "score", "doc_id"],
-                                ascending=[True, True, True, False, True], na_position="last",
-                                kind="stable").drop_duplicates(["query_id", "doc_id"])
-    chosen = ranked.groupby("query_id", sort=False).head(k).copy()
-    chosen["idx"] = chosen.groupby("query_id", sort=False).cumcount() + 1
-    counts["reviewed_hard_negatives_used"] = int((chosen["tier"] == 0).sum())
-    counts["refilled"] = int((chosen["tier"] == 2).sum())
-    return chosen[["query_id", "q_order", "doc_id", "score", "idx"]]
+def _mode(options: ExportOptions) -> str:
+    """The store's choice rule for these options (see ``Store.export_negatives``)."""
+    if not options.apply_decisions:
+        return "selection"
+    return "only_reviewed" if options.only_reviewed else "decisions"
 
 
-def _choose_positives(positives: pd.DataFrame, pool: pd.DataFrame, queries: pd.DataFrame,
+def _choose_positives(positives: pd.DataFrame, promoted: pd.DataFrame, queries: pd.DataFrame,
                       promote: bool, counts: dict[str, int]) -> pd.DataFrame:
     """The dataset's positives of the run's queries, plus promoted false negatives when asked."""
     pos = positives[["query_id", "doc_id"]].drop_duplicates().merge(
         queries[["query_id", "q_order", "pos_score"]], on="query_id"
     ).rename(columns={"pos_score": "score"}).assign(tier=0)
     if promote:
-        promoted = pool[pool["decision"].eq("false_negative")].sort_values(
-            ["q_order", "score", "doc_id"], ascending=[True, False, True], kind="stable"
-        ).drop_duplicates(["query_id", "doc_id"])
+        promoted = promoted.merge(queries[["query_id", "q_order"]], on="query_id").sort_values(
+            ["q_order", "score", "doc_id"], ascending=[True, False, True], kind="stable")
         counts["promoted_positives"] = len(promoted)
         pos = pd.concat([pos, promoted[["query_id", "doc_id", "q_order", "score"]].assign(tier=1)])
     pos = pos.sort_values(["q_order", "tier"], kind="stable")
@@ -157,33 +134,43 @@ def _choose_positives(positives: pd.DataFrame, pool: pd.DataFrame, queries: pd.D
     return pos[["query_id", "q_order", "doc_id", "score", "idx"]]
 
 
-def _plan(store: Store, run: RunInfo, options: ExportOptions) -> tuple[ExportPlan, dict]:
-    """Choose positives and negatives for every query of the run (queries with a positive)."""
+def _plan(store: Store, run: RunInfo, options: ExportOptions,
+          max_queries: int | None = None) -> tuple[ExportPlan, dict]:
+    """Choose positives and negatives for every query of the run (queries with a positive), or
+    for the first ``max_queries`` of them. The choice is the store's, in SQL, so a run of
+    millions of candidates is never read whole; only the chosen pairs and their texts come back."""
     counts = dict.fromkeys(COUNT_KEYS, 0)
     k = options.num_negatives or run.num_negatives
-    queries = store.dataset_frame(run.dataset_id, "queries")
+    mode = _mode(options)
+    queries = store.export_queries(run.run_id, run.dataset_id, max_queries)
+    queries = queries.assign(q_order=np.arange(len(queries)),
+                             pos_score=queries["pos_score"].astype(float))
+    wanted = None if max_queries is None else queries["query_id"].tolist()
+    short = run.short_queries if k <= run.num_negatives and mode == "decisions" else None
+    negatives = store.export_negatives(run.run_id, run.dataset_id, k, wanted, short_queries=short,
+                                       mode=mode)
+    negatives = negatives.merge(queries[["query_id", "q_order"]], on="query_id")
+    negatives = negatives.astype({"score": float}).sort_values(["q_order", "idx"], kind="stable")
+    n_positive, decided = store.export_pool_facts(run.run_id, run.dataset_id, wanted)
+    decided = decided[decided["query_id"].isin(queries["query_id"])].astype({"score": float})
+    counts["positives_excluded"] = n_positive
+    if options.apply_decisions:
+        for label, key in _EXCLUDED.items():
+            counts[key] = int(decided["label"].eq(label).sum())
+    counts["reviewed_hard_negatives_used"] = int((negatives["tier"] == 0).sum())
+    counts["refilled"] = int((negatives["tier"] == 2).sum())
     positives = store.dataset_frame(run.dataset_id, "positives")
-    documents = store.dataset_frame(run.dataset_id, "documents")
-    pool = store.run_candidates(run.run_id).astype({"score": float, "pos_score": float})
-
-    queries = queries.loc[queries["query_id"].isin(positives["query_id"]), ["query_id", "text"]]
-    queries = queries.reset_index(drop=True).assign(q_order=lambda f: np.arange(len(f)))
-    queries["pos_score"] = queries["query_id"].map(pool.groupby("query_id")["pos_score"].first())
-    pool = pool.merge(queries[["query_id", "q_order"]], on="query_id")
-    pairs = pd.MultiIndex.from_frame(pool[["query_id", "doc_id"]])
-    is_positive = pairs.isin(pd.MultiIndex.from_frame(positives[["query_id", "doc_id"]]))
-    counts["positives_excluded"] = len(pairs[is_positive].unique())
-    pool = pool[~is_positive]
-
-    negatives = _choose_negatives(pool, options, k, counts)
-    pos = _choose_positives(positives, pool, queries, options.promote_false_negatives, counts)
-    doc_text = documents.set_index("doc_id")["text"]
-    negatives = negatives.assign(text=negatives["doc_id"].map(doc_text))
-    pos = pos.assign(text=pos["doc_id"].map(doc_text))
+    positives = positives[positives["query_id"].isin(queries["query_id"])]
+    promoted = decided.loc[decided["label"].eq("false_negative"), ["query_id", "doc_id", "score"]]
+    pos = _choose_positives(positives, promoted, queries, options.promote_false_negatives, counts)
+    pos_text = store.lookup_texts(run.dataset_id, "documents", pos["doc_id"])
+    pos = pos.assign(text=pos["doc_id"].map(pos_text))
+    negatives = negatives[["query_id", "q_order", "doc_id", "score", "idx", "text"]]
     per_query = negatives.groupby("query_id").size().reindex(queries["query_id"], fill_value=0)
     counts["queries"] = len(queries)
     counts["queries_short"] = int((per_query < k).sum())
-    return ExportPlan(queries, pos, negatives, k, run.query_prompt), counts
+    queries = queries[["query_id", "text", "pos_score", "q_order"]]
+    return ExportPlan(queries, pos, negatives.reset_index(drop=True), k, run.query_prompt), counts
 
 
 # -- formats -------------------------------------------------------------------------------------
@@ -359,7 +346,7 @@ def _check_options(options: ExportOptions) -> None:
 
 
 def _build(
-    store: Store, run_id: int | None, options: ExportOptions
+    store: Store, run_id: int | None, options: ExportOptions, max_queries: int | None = None
 ) -> tuple[FormatRows, dict[str, int], RunInfo]:
     """Check the options and the run, then choose and lay out the rows."""
     _check_options(options)
@@ -367,25 +354,46 @@ def _build(
     if run.status != "done":
         raise WorkbenchError(
             f"run {run.run_id} is {run.status}, not finished; only finished runs can be exported")
-    plan, counts = _plan(store, run, options)
+    plan, counts = _plan(store, run, options, max_queries)
     rows = FORMATS[options.format](plan, options.include_scores)
     counts["rows"] = len(rows.frame)
     counts["rows_dropped"] = rows.dropped
     return rows, counts, run
 
 
-def build_export(store: Store, run_id: int | None, options: ExportOptions) -> pd.DataFrame:
+PREVIEW_QUERIES = 200
+"""A preview of a run larger than ``PREVIEW_FULL_ROWS`` candidates covers this many queries."""
+PREVIEW_FULL_ROWS = 1_000_000
+"""Runs up to this many candidate rows are previewed whole (counts for every query)."""
+
+
+def build_export(store: Store, run_id: int | None, options: ExportOptions,
+                 max_queries: int | None = None) -> pd.DataFrame:
     """Return the rows an export would write (for previews), counts in ``frame.attrs["counts"]``.
 
     Args:
         run_id: the run, or None for the newest finished run.
+        max_queries: only the first this many queries (by id), e.g. to preview a huge run; the
+            counts then describe those queries. ``frame.attrs["queries_previewed"]`` says how many.
 
     Raises:
         WorkbenchError: unknown format, contradictory options, no such or unfinished run.
     """
-    rows, counts, _ = _build(store, run_id, options)
+    rows, counts, _ = _build(store, run_id, options, max_queries)
     frame = rows.frame
     frame.attrs["counts"] = counts
+    frame.attrs["queries_previewed"] = counts["queries"]
+    return frame
+
+
+def preview_export(store: Store, run_id: int | None, options: ExportOptions) -> pd.DataFrame:
+    """``build_export`` for a preview: the whole run up to ``PREVIEW_FULL_ROWS`` candidates, else
+    its first ``PREVIEW_QUERIES`` queries (``frame.attrs["partial"]`` is then True), so the page
+    answers in well under a second on a run of millions of candidates."""
+    run = store.get_run(run_id)
+    partial = store.count_candidates(run.run_id) > PREVIEW_FULL_ROWS
+    frame = build_export(store, run.run_id, options, PREVIEW_QUERIES if partial else None)
+    frame.attrs["partial"] = partial
     return frame
 
 
@@ -436,7 +444,7 @@ def planned_negatives(store: Store, run_id: int, num_negatives: int | None = Non
     """The (query_id, doc_id, idx) negatives a default export of the run would write now.
 
     Decisions apply, as in an export; the review queue puts these pairs first. Chosen in SQL
-    (``Store.export_negatives``, the rule of ``_choose_negatives``), so it stays fast on runs of
+    (``Store.export_negatives``, the rule an export applies), so it stays fast on runs of
     millions of candidates.
     """
     run = store.get_run(run_id)

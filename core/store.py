@@ -1223,36 +1223,48 @@ class Store:
             {"a": run_a, "b": run_b, "dataset": dataset_id},
         ).df()
 
+    EXPORT_MODES = ("decisions", "only_reviewed", "selection")
+
     def export_negatives(self, run_id: int, dataset_id: int, k: int,
                          query_ids: Sequence[str] | None = None,
                          short_queries: Sequence[str] | None = None,
-                         with_text: bool = True) -> pd.DataFrame:
-        """The negatives a default export takes, chosen in SQL (see ``core.export``).
+                         with_text: bool = True, mode: str = "decisions") -> pd.DataFrame:
+        """The negatives an export takes, chosen in SQL (see ``core.export``).
 
-        Per query: reviewed hard negatives (by score), then the run's selection, then eligible
-        candidates (rank order), never a pair marked false negative or unsure nor a positive;
-        the first k. Given ``short_queries`` (the run's, when k is at most the run's k), a query
-        without decisions and not short keeps its selection in rank order (mining never puts a
-        positive in a pool); only the others, found by their id hashes, go through the rule.
+        ``mode`` "decisions" (the default export): per query, reviewed hard negatives (by score),
+        then the run's selection, then eligible candidates (rank order), never a pair marked false
+        negative or unsure nor a positive; the first k. Given ``short_queries`` (the run's, when k
+        is at most the run's k), a query without decisions and not short keeps its selection in
+        rank order (mining never puts a positive in a pool); only the others, found by their id
+        hashes, go through the rule. "only_reviewed": reviewed hard negatives only. "selection":
+        the run's selection in rank order, decisions ignored (positives still never).
 
         Columns: query_id, doc_id, score, tier (0 reviewed, 1 selected, 2 refill), idx (1-based),
         and text unless ``with_text`` is False; a query's rows are together, in idx order.
         """
+        if mode not in self.EXPORT_MODES:
+            raise ValueError(f"unknown export mode {mode!r}; expected one of {self.EXPORT_MODES}")
         cur = self._cursor()
         wanted = None if query_ids is None else sorted(set(query_ids))
         scope, scope_params = "", []
-        if wanted is not None and len(wanted) == 1:  # a point filter the scan can push down
+        if wanted is not None and not wanted:
+            scope = " AND false"
+        elif wanted is not None and len(wanted) == 1:  # a point filter the scan can push down
             scope, scope_params = " AND qh = ?", [self._id_hash(cur, wanted[0])]
         elif wanted is not None:
-            scope = " AND qh IN (SELECT hash(unnest(?::VARCHAR[])))"
-            scope_params = [wanted]
+            # The id range is redundant but lets DuckDB skip row groups: pools are stored query
+            # by query, so a few queries' rows lie together (a preview reads them, not 10M rows).
+            scope = " AND qh IN (SELECT hash(unnest(?::VARCHAR[]))) AND query_id BETWEEN ? AND ?"
+            scope_params = [wanted, wanted[0], wanted[-1]]
+        if mode != "decisions":
+            short_queries = None  # the fast path is the default rule's
         with self._decided_pairs(cur, dataset_id):
             return self._export_negatives(cur, run_id, dataset_id, k, scope, scope_params,
-                                          short_queries, with_text)
+                                          short_queries, with_text, mode)
 
     def _export_negatives(self, cur: duckdb.DuckDBPyConnection, run_id: int, dataset_id: int,
                           k: int, scope: str, scope_params: list, short_queries: Sequence[str] |
-                          None, with_text: bool) -> pd.DataFrame:
+                          None, with_text: bool, mode: str) -> pd.DataFrame:
         affected = [r[0] for r in cur.execute(
             "WITH " + self._DECIDED + " SELECT DISTINCT qh FROM decided "
             "UNION SELECT hash(unnest(?::VARCHAR[]))",
@@ -1271,24 +1283,33 @@ class Store:
             rule_scope = f" AND c.qh IN ({', '.join('?' * len(affected))})" if affected \
                 else " AND false"
             rule_params = affected
+        # Literals from ``mode`` (never user text): whether decisions apply, and the tiers kept.
+        decisions = "false" if mode == "selection" else "true"
+        tiers = {"decisions": "3", "only_reviewed": "1", "selection": "2"}[mode]
         parts.append(cur.execute(
             "WITH " + self._DECIDED + """,
             usable AS (
                 SELECT c.query_id, c.doc_id, c.score,
-                       CASE WHEN x.label = 'hard_negative' THEN 0 WHEN c.selected THEN 1
-                            WHEN c.eligible THEN 2 ELSE 3 END AS tier,
-                       CASE WHEN x.label = 'hard_negative' THEN 0 ELSE c.rank END AS rank
+                       CASE WHEN """ + decisions + """ AND x.label = 'hard_negative' THEN 0
+                            WHEN c.selected THEN 1 WHEN """ + decisions + """ AND c.eligible THEN 2
+                            ELSE 3 END AS tier,
+                       CASE WHEN """ + decisions + """ AND x.label = 'hard_negative' THEN 0
+                            ELSE c.rank END AS rank
                 FROM candidates c LEFT JOIN decided x ON x.qh = c.qh AND x.dh = c.dh
-                WHERE c.run_id = ?""" + scope.replace("qh", "c.qh", 1) + rule_scope + """
-                  AND (x.label IS NULL OR x.label NOT IN ('false_negative', 'unsure')))
+                WHERE c.run_id = ?""" + scope.replace("qh", "c.qh", 1).replace(
+                    "query_id BETWEEN", "c.query_id BETWEEN") + rule_scope + """
+                  AND (NOT """ + decisions + """ OR x.label IS NULL
+                       OR x.label NOT IN ('false_negative', 'unsure')))
             SELECT * FROM (
                 SELECT query_id, doc_id, score, tier, row_number() OVER (
                     PARTITION BY query_id ORDER BY tier, rank NULLS LAST, score DESC, doc_id
                 ) AS idx
                 FROM usable u
-                WHERE tier < 3 AND NOT EXISTS (
+                WHERE tier < """ + tiers + """ AND NOT EXISTS (
                     SELECT 1 FROM positives p WHERE p.dataset_id = ? AND p.query_id = u.query_id
-                    AND p.doc_id = u.doc_id))
+                    AND p.doc_id = u.doc_id)
+                QUALIFY row_number() OVER (  -- a document in the pool twice counts once
+                    PARTITION BY query_id, doc_id ORDER BY tier, rank NULLS LAST, score DESC) = 1)
             WHERE idx <= ? ORDER BY query_id, idx
             """, [run_id, *scope_params, *rule_params, dataset_id, k]).df())
         frame = pd.concat([p for p in parts if not p.empty] or parts[-1:], ignore_index=True)
@@ -1299,7 +1320,69 @@ class Store:
                 "WHERE d.dataset_id = ?", [dataset_id]).df()
             cur.unregister("chosen_docs")
             frame["text"] = frame["doc_id"].map(texts.set_index("doc_id")["text"])
+        elif with_text:
+            frame["text"] = pd.Series(dtype=object)
         return frame
+
+    def export_queries(self, run_id: int, dataset_id: int,
+                       limit: int | None = None) -> pd.DataFrame:
+        """The dataset's queries that have a positive, with their text and the run's pos_score.
+
+        Columns: query_id, text, pos_score (NULL for a query without candidates), by query_id;
+        the first ``limit`` of them when given.
+        """
+        cur = self._cursor()
+        queries = cur.execute(
+            """SELECT q.query_id, q.text FROM queries q WHERE q.dataset_id = ? AND EXISTS (
+                   SELECT 1 FROM positives p WHERE p.dataset_id = ? AND p.query_id = q.query_id)
+               ORDER BY q.query_id LIMIT ?""", [dataset_id, dataset_id, limit]).df()
+        range_ = ""  # as in export_negatives: lets a few queries' scores skip most row groups
+        params = [run_id]
+        if limit is not None and len(queries):
+            range_ = " AND query_id BETWEEN ? AND ?"
+            params += [queries["query_id"].iloc[0], queries["query_id"].iloc[-1]]
+        scores = cur.execute(
+            "SELECT qh, max(pos_score) AS pos_score FROM candidates WHERE run_id = ?" + range_
+            + " GROUP BY qh", params).df()
+        cur.register("export_query_ids", queries[["query_id"]])
+        hashes = cur.execute("SELECT hash(query_id) AS qh FROM export_query_ids").df()
+        cur.unregister("export_query_ids")
+        return queries.assign(pos_score=hashes["qh"].map(
+            scores.set_index("qh")["pos_score"]).astype(float).to_numpy())
+
+    def export_pool_facts(self, run_id: int, dataset_id: int,
+                          query_ids: Sequence[str] | None = None) -> tuple[int, pd.DataFrame]:
+        """What an export counts about a run's pool: (pairs that are dataset positives, the
+        decided pairs of the pool that are not positives: query_id, doc_id, score, label).
+
+        Decided pairs are few (people make them), so they are found from the decisions side on
+        the id hashes; ``query_ids`` limits both answers to those queries.
+        """
+        cur = self._cursor()
+        scope, named = "", {"run": run_id, "dataset": dataset_id}
+        if query_ids is not None and len(query_ids):
+            wanted = sorted(set(query_ids))
+            scope = (" AND c.qh IN (SELECT hash(unnest($wanted::VARCHAR[])))"
+                     " AND c.query_id BETWEEN $first AND $last")  # see export_negatives
+            named.update(wanted=wanted, first=wanted[0], last=wanted[-1])
+        elif query_ids is not None:
+            scope = " AND false"
+        positive = """EXISTS (SELECT 1 FROM positives p WHERE p.dataset_id = $dataset
+                       AND p.query_id = c.query_id AND p.doc_id = c.doc_id)"""
+        n_positive = cur.execute(
+            """SELECT count(*) FROM candidates c
+               JOIN (SELECT DISTINCT hash(query_id) AS qh, hash(doc_id) AS dh FROM positives
+                     WHERE dataset_id = $dataset) p ON p.qh = c.qh AND p.dh = c.dh
+               WHERE c.run_id = $run AND """ + positive + scope, named).fetchall()[0][0]
+        with self._decided_pairs(cur, dataset_id):
+            decided = cur.execute(
+                "WITH " + self._DECIDED + """
+                SELECT c.query_id, c.doc_id, max(c.score) AS score, any_value(x.label) AS label
+                FROM decided x JOIN candidates c ON c.qh = x.qh AND c.dh = x.dh
+                WHERE c.run_id = $run AND c.query_id = x.query_id AND c.doc_id = x.doc_id
+                  AND NOT """ + positive + scope + """
+                GROUP BY c.query_id, c.doc_id ORDER BY c.query_id, c.doc_id""", named).df()
+        return int(n_positive), decided
 
     # -- projections (2-D maps), cached per embedding version and settings -------------------------
     def find_projection(self, dataset_id: int, model_fp: str, query_prompt: str,

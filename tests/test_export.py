@@ -223,6 +223,23 @@ def test_default_choice_and_counts(mined):
                       "rows": 5, "rows_dropped": 0}
 
 
+def test_a_large_runs_preview_covers_its_first_queries_and_says_so(mined, monkeypatch):
+    store, run_id = mined
+    decide(store, "q2", "d6", "false_negative")
+    whole = export.preview_export(store, run_id, ExportOptions("flag-embedding"))
+    assert not whole.attrs["partial"] and whole.attrs["queries_previewed"] == 2
+    assert whole["query_id"].tolist() == ["q1"]  # q2's only negative is a false negative
+    # A run above the threshold is previewed on its first queries; counts describe those only.
+    monkeypatch.setattr(export, "PREVIEW_FULL_ROWS", 3)
+    monkeypatch.setattr(export, "PREVIEW_QUERIES", 1)
+    part = export.preview_export(store, run_id, ExportOptions("flag-embedding"))
+    assert part.attrs["partial"] and part.attrs["queries_previewed"] == 1
+    assert part["query_id"].tolist() == ["q1"] and part["neg_ids"].tolist() == [["d3", "d4"]]
+    assert part.attrs["counts"]["false_negatives_excluded"] == 0  # q2's decision is outside
+    assert whole.attrs["counts"]["false_negatives_excluded"] == 1
+    assert whole.attrs["counts"]["queries_short"] == 1  # q2 has no negative left
+
+
 def test_false_negative_is_never_exported_and_eligible_candidates_refill(mined):
     store, run_id = mined
     decide(store, "q1", "d3", "false_negative")
