@@ -470,8 +470,8 @@ def _execute(store, run_id, request, strategy, params, encoder, depth, progress,
     timings["build_pool"] = time.perf_counter() - t
     t = time.perf_counter()
     search_info = {**report.as_dict(), "teacher": request.teacher, "explain_depth": explain}
-    store.finish_run(run_id, frame, timings, counts, len(corpus.query_ids), short, search_info)
-    store.put_suspicion(run_id, suspicion, "cold", sync_candidates=False)
+    store.finish_run(run_id, frame, timings, counts, len(corpus.query_ids), short, search_info,
+                     suspicion=(suspicion, "cold"))
     timings["store"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     store.set_run_timings(run_id, timings)

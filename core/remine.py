@@ -179,8 +179,8 @@ def remine(store: Store, request: MineRequest, strategy: Strategy, params: Any,
         counts, short = run_counts(corpus, pool_list, selections, k, widened)
         origin = base.search.get("reused_pool_of", base.run_id)  # the run that searched
         search = {**base.search, "reused_pool_of": origin}
-        store.finish_run(run_id, frame, timings, counts, len(corpus.query_ids), short, search)
-        store.copy_suspicion(base.run_id, run_id)
+        store.finish_run(run_id, frame, timings, counts, len(corpus.query_ids), short, search,
+                         suspicion_from=base.run_id)
         timings["store"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         store.set_run_timings(run_id, timings)

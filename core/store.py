@@ -631,12 +631,16 @@ class Store:
         n_queries: int,
         short_queries: Sequence[str],
         search: dict[str, Any] | None = None,
+        suspicion: tuple[pd.DataFrame | pa.Table, str] | None = None,
+        suspicion_from: int | None = None,
     ) -> None:
         """Store a run's candidate pool and mark it done, atomically.
 
         ``candidates`` (a DataFrame or an Arrow table) may carry a ``suspicion`` column (else NULL
         until ``put_suspicion``); ``search`` says how the pool was searched (see
-        ``core.search.SearchReport``).
+        ``core.search.SearchReport``). The run's explained suspicion goes in the same transaction,
+        so a finished run always has it: ``suspicion`` = (rows as for ``put_suspicion``, scorer),
+        or ``suspicion_from`` = a run with the same pool to copy it from.
         """
         names = _column_names(candidates)
         missing = [c for c in _CANDIDATE_COLUMNS if c not in names]
@@ -652,6 +656,10 @@ class Store:
                 [run_id],
             )
             cur.unregister("new_candidates")
+            if suspicion is not None:
+                self._write_suspicion(cur, run_id, suspicion[0], suspicion[1], False)
+            if suspicion_from is not None:
+                self._copy_suspicion(cur, suspicion_from, run_id)
             cur.execute(
                 "UPDATE runs SET status = 'done', finished_at = ?, timings = ?, filter_counts = ?, "
                 "n_queries = ?, short_queries = ?, search = ? WHERE run_id = ?",
@@ -776,22 +784,27 @@ class Store:
         ``sync_candidates``: also copy the values into the candidates' ``suspicion`` column (False
         when ``finish_run`` already stored them there).
         """
-        rows = _select(frame, ["query_id", "doc_id", "suspicion", "reasons", "signals"])
         with self._transaction() as cur:
-            cur.execute("DELETE FROM suspicion WHERE run_id = ?", [run_id])
-            cur.register("new_suspicion", rows)
+            self._write_suspicion(cur, run_id, frame, scorer, sync_candidates)
+
+    @staticmethod
+    def _write_suspicion(cur: duckdb.DuckDBPyConnection, run_id: int,
+                         frame: pd.DataFrame | pa.Table, scorer: str, sync_candidates: bool) -> None:
+        rows = _select(frame, ["query_id", "doc_id", "suspicion", "reasons", "signals"])
+        cur.execute("DELETE FROM suspicion WHERE run_id = ?", [run_id])
+        cur.register("new_suspicion", rows)
+        cur.execute(
+            "INSERT INTO suspicion SELECT ?, query_id, doc_id, suspicion, reasons, signals, "
+            "?, ? FROM new_suspicion",
+            [run_id, scorer, _now()],
+        )
+        if sync_candidates:
             cur.execute(
-                "INSERT INTO suspicion SELECT ?, query_id, doc_id, suspicion, reasons, signals, "
-                "?, ? FROM new_suspicion",
-                [run_id, scorer, _now()],
+                "UPDATE candidates c SET suspicion = n.suspicion FROM new_suspicion n "
+                "WHERE c.run_id = ? AND c.query_id = n.query_id AND c.doc_id = n.doc_id",
+                [run_id],
             )
-            if sync_candidates:
-                cur.execute(
-                    "UPDATE candidates c SET suspicion = n.suspicion FROM new_suspicion n "
-                    "WHERE c.run_id = ? AND c.query_id = n.query_id AND c.doc_id = n.doc_id",
-                    [run_id],
-                )
-            cur.unregister("new_suspicion")
+        cur.unregister("new_suspicion")
 
     # -- decisions ------------------------------------------------------------------------------
     def record_decision(
@@ -1023,16 +1036,15 @@ class Store:
             params=[run_id],
         ).to_arrow_table()
 
-    def copy_suspicion(self, source_run: int, target_run: int) -> int:
+    @staticmethod
+    def _copy_suspicion(cur: duckdb.DuckDBPyConnection, source_run: int, target_run: int) -> int:
         """Give ``target_run`` the suspicion rows of ``source_run`` (same pool); return how many."""
-        with self._transaction() as cur:
-            cur.execute("DELETE FROM suspicion WHERE run_id = ?", [target_run])
-            copied = cur.execute(
-                "INSERT INTO suspicion SELECT ?, query_id, doc_id, suspicion, reasons, signals, "
-                "scorer, scored_at FROM suspicion WHERE run_id = ?",
-                [target_run, source_run],
-            ).fetchone()[0]
-        return int(copied)
+        cur.execute("DELETE FROM suspicion WHERE run_id = ?", [target_run])
+        return int(cur.execute(
+            "INSERT INTO suspicion SELECT ?, query_id, doc_id, suspicion, reasons, signals, "
+            "scorer, scored_at FROM suspicion WHERE run_id = ?",
+            [target_run, source_run],
+        ).fetchall()[0][0])
 
     # -- the app's queries at scale (10M candidate rows): aggregate in SQL, return little ---------
     # Decisions are few: map them onto the dataset's ids once per call (a join of the small

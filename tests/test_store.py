@@ -166,3 +166,25 @@ def test_failed_transaction_writes_nothing(store, monkeypatch):
     with pytest.raises(Exception):
         store.add_dataset(bad)
     assert store.list_datasets(include_inactive=True) == []
+
+
+def test_a_run_is_finished_with_its_suspicion_or_not_at_all(store):
+    """The pool and its explained suspicion go in one transaction: a failure in the second
+    leaves the run unfinished with no candidate stored (a run is never done without scores)."""
+    ds = store.add_dataset(_content())
+    scored = pd.DataFrame({"query_id": ["q1", "q1"], "doc_id": ["d2", "d1"],
+                           "suspicion": [0.2, 0.9], "reasons": ["[]", '["near-duplicate"]'],
+                           "signals": ["{}", "{}"]})
+    run_id = store.create_run(ds.dataset_id, "top_k", {}, "m", "fp", "", "", 0, 5, 100)
+    with pytest.raises(Exception):
+        store.finish_run(run_id, _frame(), {}, {}, 1, [],
+                         suspicion=(scored.drop(columns="reasons"), "cold"))
+    assert store.get_run(run_id).status == "running" and store.count_candidates(run_id) == 0
+    store.finish_run(run_id, _frame(), {}, {}, 1, [], suspicion=(scored, "cold"))
+    pool = store.run_candidates(run_id).set_index("doc_id")
+    assert store.get_run(run_id).status == "done"
+    assert pool["suspicion"].to_dict() == pytest.approx({"d1": 0.9, "d2": 0.2})
+    # A run re-using that pool copies the scores in its own finishing transaction.
+    again = store.create_run(ds.dataset_id, "top_k", {}, "m", "fp", "", "", 0, 5, 100)
+    store.finish_run(again, _frame(), {}, {}, 1, [], suspicion_from=run_id)
+    assert store.run_candidates(again).set_index("doc_id")["reasons"]["d1"] == '["near-duplicate"]'
