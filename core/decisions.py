@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.errors import InputError, WorkbenchError
-from core.export import _atomic_write
+from core.files import atomic_write
 from core.readers import field_text, jsonl_records
 from core.store import LABELS, Store
 
@@ -78,7 +78,7 @@ def export_decisions(store: Store, out_path: str | Path) -> DecisionExport:
         row["retracted_at"] = _iso(record["retracted_at"])
         lines.append(json.dumps(row, ensure_ascii=False) + "\n")
     text = "".join(lines).encode("utf-8")
-    _atomic_write(path, lambda handle: handle.write(text))
+    atomic_write(path, lambda handle: handle.write(text))
     return DecisionExport(path, len(frame), int(frame["retracted_at"].notna().sum()))
 
 

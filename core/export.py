@@ -22,8 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import secrets
 import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -36,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import WorkbenchError
+from core.files import atomic_write
 from core.store import RunInfo, Store
 
 
@@ -304,26 +303,6 @@ FILE_TYPES: dict[str, Callable[[pd.DataFrame, BinaryIO], None]] = {
 }
 
 
-def _atomic_write(target: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write a temporary file in the target's folder, fsync, rename it over the target; on any
-    failure the temporary file is removed and an existing target is left untouched."""
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if os.name == "posix":  # make the rename itself durable
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        os.fsync(dir_fd)
-        os.close(dir_fd)
-
-
 def _sha256(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
@@ -425,7 +404,7 @@ def export_run(
         raise WorkbenchError(
             f"run {run.run_id} gives no {options.format} rows with these options (counts: "
             f"{', '.join(f'{k} {v}' for k, v in counts.items())}); nothing was written")
-    _atomic_write(path, lambda handle: writer(rows.frame, handle))
+    atomic_write(path, lambda handle: writer(rows.frame, handle))
     manifest = {
         "run_id": run.run_id, "dataset": store.get_dataset(dataset_id=run.dataset_id).name,
         "strategy": run.strategy, "params": run.params, "model": run.model, "seed": run.seed,
@@ -436,7 +415,7 @@ def export_run(
     }
     manifest_path = path.with_name(path.name + ".manifest.json")
     text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
-    _atomic_write(manifest_path, lambda handle: handle.write(text.encode("utf-8")))
+    atomic_write(manifest_path, lambda handle: handle.write(text.encode("utf-8")))
     return ExportResult(path, manifest_path, len(rows.frame), rows.queries, counts)
 
 
