@@ -24,7 +24,10 @@ from core.false_negatives import (
     DetectionContext, Detector, detector_names, get_detector, register,
 )
 from core.false_negatives.cross_query import REASON_QUERY_SIMILARITY
-from core.false_negatives.learning import MonotoneLogistic, learn_from_decisions, signal_matrix
+from core.false_negatives.learning import (
+    QUERY_RATE, MonotoneLogistic, cold_suspicion, learn_from_decisions, learned_suspicion,
+    query_rate, signal_matrix,
+)
 from core.false_negatives.teacher import load_teacher
 from core.mine import MineRequest, mine
 from core.mining import get_strategy, parse_params, strategy_names
@@ -330,13 +333,23 @@ def test_learning_from_decisions(topical_ws, tmp_path):
         learned_auc = roc_auc_score(truth[held], after.suspicion[held])
         assert learned_auc >= cold_auc - 1e-9
 
-        # Undecided candidates: the model fitted on every decision. Decided ones: out-of-fold
-        # predictions, which differ from what the in-sample fit says of them.
-        x, _ = signal_matrix(before)
-        labels = before.decision.map({"false_negative": 1.0, "hard_negative": 0.0})
-        in_sample = MonotoneLogistic().fit(x[decided], labels[decided].to_numpy()).predict_proba(x)
-        np.testing.assert_allclose(after.suspicion[held], in_sample[held], atol=1e-5)
-        assert np.abs(after.suspicion[decided] - in_sample[decided]).max() > 1e-4
+        # Undecided candidates: the model fitted on every decision, anchored on the cold
+        # suspicion. Decided ones: out-of-fold predictions, which differ from an in-sample fit.
+        x, names = signal_matrix(before)
+        labels = before.decision.map({"false_negative": 1.0, "hard_negative": 0.0}).to_numpy()
+        cold_scores = before.suspicion.astype(float).to_numpy()
+        scored = learned_suspicion(x, names, cold_scores, before.query_id.to_numpy(), labels)
+        np.testing.assert_allclose(after.suspicion, scored.probability, atol=1e-5)
+        assert report.features == scored.features and report.features[-1] == QUERY_RATE
+        features = np.column_stack([x, query_rate(before.query_id.to_numpy(), labels)])
+        offset = np.log(np.clip(cold_scores, 1e-3, 1 - 1e-3) / np.clip(1 - cold_scores, 1e-3, 1))
+        in_sample = MonotoneLogistic().fit(features[decided], labels[decided], offset[decided])
+        fitted = in_sample.predict_proba(features, offset)
+        np.testing.assert_allclose(after.suspicion[held], fitted[held], atol=1e-5)
+        assert np.abs(after.suspicion[decided] - fitted[decided]).max() > 1e-4
+        # The cold suspicion travels in the signals, so learning again anchors on it, not on
+        # this model's output.
+        np.testing.assert_allclose(cold_suspicion(after), cold_scores, atol=1e-5)
 
         # Learning again (more decisions) replaces the previous model's note, never stacks it.
         extra = cold[truth & ~after.decision.notna().to_numpy()].head(2)
