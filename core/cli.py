@@ -338,13 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool-depth", type=int, default=100,
                    help="candidates stored per query (100)")
     p.add_argument("--batch-size", type=int, default=64,
-                   help="texts per forward pass (64; the onnx backends take at most 16 at once)")
+                   help="texts per forward pass (64; the onnx and openvino backends take at "
+                   "most 16 at once)")
     from core.backends import DEFAULT_BACKEND, backend_names
 
     p.add_argument("--backend", default=DEFAULT_BACKEND, metavar="BACKEND",
                    help="how the model encodes, one of: " + ", ".join(backend_names())
-                   + " (torch is fp32; onnx and onnx-int8 are built once and kept in "
-                   "model-cache/ beside the workspace)")
+                   + " (torch is fp32; the onnx and openvino models are built once and kept "
+                   "in model-cache/ beside the workspace)")
     p.add_argument("--teacher", help="a second model that rescores candidates for the "
                    "false-negative suspicion: a local folder or hub id")
     p.add_argument("--teacher-kind", default="cross-encoder",

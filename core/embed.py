@@ -2,7 +2,7 @@
 
 The cache key is (model fingerprint, prompt, text hash): adding texts encodes only the new ones, and a
 changed prompt or model can never return a stale vector. Vectors are L2-normalised float32. A model
-run by another backend than torch fp32 (``core.backends``: bf16, ONNX fp32, ONNX int8) has its own
+run by another backend than torch fp32 (``core.backends``: bf16, ONNX, OpenVINO, int8) has its own
 fingerprint, so vectors of different backends never mix in the cache.
 """
 
@@ -128,7 +128,7 @@ def load_encoder(
         name: model name, local folder or hub id (default: the bundled all-MiniLM-L6-v2).
         batch_size: texts per forward pass.
         backend: one of ``core.backends.backend_names()``; ``torch`` (fp32) is the reference.
-        cache_dir: where backends keep the models they build (``onnx``, ``onnx-int8``); default
+        cache_dir: where backends keep the models they build (``onnx*``, ``openvino*``); default
             ``DEFAULT_MODEL_CACHE``, ``mine`` passes the folder beside its workspace.
 
     Raises:

@@ -14,6 +14,7 @@ from core.backends import backend_names, get_backend
 from core.backends.onnx_export import (
     FP32_FILE, INT8_FILE, INT8_MIN_COSINE, artifact_dir, ensure_onnx_model,
 )
+from core.backends.openvino_backend import openvino_bf16_unavailable, openvino_int8_unavailable
 from core.backends.torch_backend import bf16_unavailable, cpu_flags
 from core.cli import main
 from core.embed import bundled_model_path, embed_texts, load_encoder, model_cache_dir
@@ -32,6 +33,7 @@ TEXTS = [
 ONNX_FP32_FLOOR = 0.9999
 INT8_FLOOR = 0.98  # the same floor the build enforces on its probe texts (INT8_MIN_COSINE)
 BF16_FLOOR = 0.999
+OPENVINO_FLOORS = {"openvino-bf16": BF16_FLOOR, "openvino-int8": INT8_FLOOR}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,8 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_registry_lists_the_reference_first():
-    assert backend_names() == ["torch", "torch-bf16", "onnx", "onnx-int8"]
+    assert backend_names() == ["torch", "torch-bf16", "onnx", "onnx-int8", "openvino-bf16",
+                               "openvino-int8"]
     assert get_backend("torch").vector_tag == ""
 
 
@@ -71,7 +74,7 @@ def test_unknown_backend_is_one_sentence():
         load_encoder(None, backend="tensorrt")
     message = str(err.value)
     assert message == ("unknown backend 'tensorrt'; choose one of torch, torch-bf16, onnx, "
-                       "onnx-int8")
+                       "onnx-int8, openvino-bf16, openvino-int8")
 
 
 @pytest.mark.parametrize("backend, floor", [("onnx", ONNX_FP32_FLOOR), ("onnx-int8", INT8_FLOOR)])
@@ -168,4 +171,74 @@ def test_mine_threads_the_backend_through_cli(folder, tiny_beir, capsys, first_i
                  "--backend", "fp4"]) == 1
     err = capsys.readouterr().err.strip()
     assert err == ("error: unknown backend 'fp4'; choose one of torch, torch-bf16, onnx, "
-                   "onnx-int8")
+                   "onnx-int8, openvino-bf16, openvino-int8")
+
+
+@pytest.fixture(scope="module")
+def first_openvino_int8_build(reference, cache_dir, first_int8_build):
+    """The first openvino-int8 request, calibrated on a slice of the sample to stay quick (the
+    fp32 ONNX export it starts from is the one built above)."""
+    if openvino_int8_unavailable():
+        pytest.skip(openvino_int8_unavailable())
+    from core.backends import openvino_export
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(openvino_export, "CALIBRATION_DOCS", 24)
+        patch.setattr(openvino_export, "CALIBRATION_QUERIES", 8)
+        return openvino_export.ensure_openvino_model(
+            reference.model, reference.fingerprint, cache_dir, int8=True)
+
+
+@pytest.mark.parametrize("backend", ["openvino-bf16", "openvino-int8"])
+def test_openvino_backends_are_normalised_float32_close_to_torch(
+        backend, reference, cache_dir, first_openvino_int8_build):
+    if backend == "openvino-bf16" and openvino_bf16_unavailable():
+        pytest.skip(openvino_bf16_unavailable())
+    encoder = load_encoder(None, backend=backend, cache_dir=cache_dir)
+    vectors = encoder.encode(TEXTS)
+    assert vectors.dtype == np.float32 and vectors.shape == (len(TEXTS), reference.dim)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert _cosines(vectors, reference.encode(TEXTS)).min() >= OPENVINO_FLOORS[backend]
+    # A prompt goes through the model's own preprocessing, as with torch.
+    prompted = encoder.encode(["a hadron"], prompt="query: ")
+    assert _cosines(prompted, reference.encode(["a hadron"], prompt="query: "))[0] >= 0.98
+    assert encoder.name == f"all-MiniLM-L6-v2 ({backend})"
+
+
+def test_openvino_int8_vectors_do_not_depend_on_batch_mates(cache_dir, first_openvino_int8_build):
+    encoder = load_encoder(None, backend="openvino-int8", cache_dir=cache_dir)
+    together = encoder.encode(TEXTS)
+    alone = np.concatenate([encoder.encode([t]) for t in TEXTS])
+    assert _cosines(together, alone).min() >= 0.9999  # static scales: padding aside, identical
+
+
+def test_openvino_int8_is_built_once_with_its_own_cache_entries(
+        store, reference, cache_dir, first_openvino_int8_build):
+    from core.backends.openvino_export import FP32_FILE, INT8_FILE
+    from core.backends.openvino_export import artifact_dir as openvino_dir
+
+    build = first_openvino_int8_build
+    assert build.built and build.path == openvino_dir(cache_dir, reference.fingerprint) / INT8_FILE
+    assert (build.path.parent / FP32_FILE).exists() and build.path.with_suffix(".bin").exists()
+    assert build.manifest["activations"] == "int8 static"
+    assert build.manifest["calibration"] == "dbpedia-entity-5k: 32 texts"
+    assert build.manifest["probe_cosine_min"] >= INT8_MIN_COSINE
+    assert not list(build.path.parent.glob("*.building*"))
+    stamp = os.stat(build.path).st_mtime_ns
+    int8 = load_encoder(None, backend="openvino-int8", cache_dir=cache_dir)
+    assert os.stat(build.path).st_mtime_ns == stamp  # reused, not rebuilt
+    onnx_int8 = load_encoder(None, backend="onnx-int8", cache_dir=cache_dir)
+    assert len({reference.fingerprint, int8.fingerprint, onnx_int8.fingerprint}) == 3
+    embed_texts(store, reference, ["shared text"])
+    b = embed_texts(store, int8, ["shared text"])  # not served from torch's entry
+    assert store.count_vectors(int8.fingerprint) == 1
+    np.testing.assert_allclose(b, int8.encode(["shared text"]), atol=1e-6)
+
+
+def test_openvino_int8_calibration_needs_the_bundled_sample(tmp_path):
+    from core.backends.openvino_export import calibration_texts
+
+    texts = calibration_texts()
+    assert len(texts) == 160 and texts == sorted(texts, key=len)
+    with pytest.raises(WorkbenchError, match="needs the bundled sample at .* which is missing"):
+        calibration_texts(tmp_path)

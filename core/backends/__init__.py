@@ -36,10 +36,11 @@ def backend_names() -> list[str]:
 
 
 def _register_builtins() -> None:
-    from core.backends import onnx_backend, torch_backend
+    from core.backends import onnx_backend, openvino_backend, torch_backend
 
     for backend in (torch_backend.TORCH, torch_backend.TORCH_BF16, onnx_backend.ONNX,
-                    onnx_backend.ONNX_INT8):
+                    onnx_backend.ONNX_INT8, openvino_backend.OPENVINO_BF16,
+                    openvino_backend.OPENVINO_INT8):
         register(backend)
 
 

@@ -30,7 +30,7 @@ class BackendContext:
 
 @dataclass(frozen=True)
 class Backend:
-    """A way to run a model: torch fp32 (the reference), torch bf16, ONNX Runtime fp32 or int8.
+    """A way to run a model: torch fp32 (the reference), bf16, ONNX Runtime or OpenVINO, int8.
 
     Attributes:
         name: the key for ``--backend``.
