@@ -1,0 +1,85 @@
+"""Learned suspicion variants on the hidden-positive benchmark's learning phase (bench/RESULTS.md).
+
+Mines top_k in a fresh workspace as ``core.bench`` does, lets the simulated annotator decide N
+candidates in review-queue order, then scores the held-out top-50 candidates with each model
+variant in memory (no store writes), so variants compare on the same decisions and candidates.
+Also the ceiling: the monotone model fit on every label of half the queries, scored on the rest.
+
+    .venv/bin/python bench/learning_replay.py --beir ../shared/datasets/cranfield --decisions 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.bench import BenchConfig, _simulate_reviews, _Workspaces  # noqa: E402
+from core.evaluation import read_relevant  # noqa: E402
+from core.false_negatives.learning import (  # noqa: E402
+    MonotoneLogistic, cold_suspicion, learned_suspicion, query_rate, signal_matrix,
+)
+from core.mine import MineRequest, mine  # noqa: E402
+
+
+def _variants(x, names, cold, queries, labels) -> dict[str, np.ndarray]:
+    decided = ~np.isnan(labels)
+    y = labels[decided]
+    with_rate = np.column_stack([x, query_rate(queries, labels)])
+    offset = np.log(np.clip(cold, 1e-3, 1 - 1e-3) / np.clip(1 - cold, 1e-3, 1))
+    return {
+        "monotone (before)": MonotoneLogistic().fit(x[decided], y).predict_proba(x),
+        "+ query share": MonotoneLogistic().fit(with_rate[decided], y).predict_proba(with_rate),
+        "anchored": MonotoneLogistic().fit(x[decided], y, offset[decided]).predict_proba(
+            x, offset),
+        "anchored + query share (landed)": learned_suspicion(x, names, cold, queries,
+                                                             labels).probability,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--beir", type=Path, required=True)
+    parser.add_argument("--decisions", type=int, default=200)
+    parser.add_argument("--cache", type=Path, default=Path("data/workspaces/bench-cache.duckdb"))
+    args = parser.parse_args()
+    relevant = read_relevant(args.beir / "qrels" / "test.tsv")
+    with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
+        ws = _Workspaces(BenchConfig(beir=args.beir, cache=args.cache), Path(tmp))
+        store = ws.fresh()
+        run = mine(store, MineRequest(strategy="top_k", num_negatives=5))
+        ws.save_vectors(store)
+        cold_pool = store.run_candidates(run.run_id).drop_duplicates(["query_id", "doc_id"])
+        _simulate_reviews(store, run.run_id, relevant, args.decisions, 0)
+        pool = store.run_candidates(run.run_id).drop_duplicates(["query_id", "doc_id"])
+        pool = pool.merge(cold_pool[["query_id", "doc_id"]], on=["query_id", "doc_id"])
+    pool = pool.reset_index(drop=True)
+    truth = np.array([(q, d) in relevant for q, d in zip(pool["query_id"], pool["doc_id"])])
+    labels = pool["decision"].map({"false_negative": 1.0, "hard_negative": 0.0}).to_numpy(float)
+    top = (pool["rank"] <= 50).to_numpy()
+    held = top & np.isnan(labels)
+    x, names = signal_matrix(pool)
+    cold = cold_suspicion(pool)
+    queries = pool["query_id"].to_numpy()
+    scores = {"cold suspicion": cold, "cosine": pool["score"].to_numpy(float),
+              **_variants(x, names, cold, queries, labels)}
+    print(f"{args.beir.name}: {args.decisions} decisions "
+          f"({int(np.nansum(labels))} false negatives), {held.sum()} held-out candidates")
+    for name, s in scores.items():
+        print(f"  {name:<40}{roc_auc_score(truth[held], s[held]):.3f}")
+    rng = np.random.default_rng(0)
+    unique = np.unique(queries)
+    half = np.isin(queries, rng.choice(unique, len(unique) // 2, replace=False))
+    ceiling = MonotoneLogistic().fit(x[half & top], truth[half & top].astype(float))
+    print(f"  {'ceiling (all labels, half the queries)':<40}"
+          f"{roc_auc_score(truth[~half & top], ceiling.predict_proba(x[~half & top])):.3f}")
+
+
+if __name__ == "__main__":
+    main()
