@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 
+import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
@@ -35,6 +36,22 @@ def _projection(workspace: str, version: EmbeddingVersion, max_points: int, seed
     return project(common.store_at(workspace), version, max_points, seed, runs)
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def _points(workspace: str, run_id: int, annotations: str, settings: tuple, _projection,
+            _clusters):
+    """The map's frame, cached per run, decisions and suspicion version and map settings (the
+    projection and clusters are named by ``settings``, not hashed)."""
+    return map_points(common.store_at(workspace), run_id, _projection, _clusters)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _figure_spec(workspace: str, run_id: int, annotations: str, settings: tuple, colour: str,
+                 _points) -> dict:
+    """The figure as plotly's dict (numpy arrays inside), cached like ``_points``: a rerun for
+    a selection does not rebuild 100,000 points' traces."""
+    return _figure(_points, colour).to_plotly_json()
+
+
 def _controls() -> tuple[str, int, int, str | None]:
     dataset = store.get_dataset(dataset_id=run.dataset_id)
     cols = st.columns([2, 1, 1, 2])
@@ -43,22 +60,33 @@ def _controls() -> tuple[str, int, int, str | None]:
     n_clusters = cols[1].number_input(
         "Clusters", min_value=2, max_value=200, step=1, key="map_clusters",
         value=default_cluster_count(dataset.n_documents))
-    max_points = cols[2].number_input("Max points", min_value=100, max_value=50_000, step=500,
+    max_points = cols[2].number_input("Max points", min_value=100, max_value=200_000, step=500,
                                       value=2000, key="map_max_points",
                                       help="above this many points the documents are sampled")
-    queries = sorted(store.run_candidates(run.run_id)["query_id"].unique())
+    queries = store.run_query_ids(run.run_id)
     query = cols[3].selectbox("Highlight a query", [NONE, *queries], key="map_query")
     return colour, int(n_clusters), int(max_points), None if query == NONE else query
 
 
-def _trace(frame, name: str, colour) -> go.Scattergl:
-    """One WebGL trace; ids travel as customdata (kind, id, id escaped for the hover label)."""
-    custom = list(zip(frame["kind"], frame["id"], frame["id"].map(html.escape)))
-    symbols = ["diamond" if k == "query" else "circle" for k in frame["kind"]]
-    return go.Scattergl(
-        x=frame["x"], y=frame["y"], mode="markers", name=name, customdata=custom,
-        marker={"color": colour, "size": 6, "symbol": symbols, "opacity": 0.8},
-        hovertemplate="%{customdata[0]} %{customdata[2]}<extra>%{fullData.name}</extra>")
+def _trace(frame, name: str, colour) -> list[go.Scattergl]:
+    """WebGL traces of one legend entry: documents as circles, queries as diamonds (a symbol per
+    trace: per-point symbols cost plotly a check per point). customdata is each point's row in the
+    map's frame, so 100,000 points travel as typed arrays; the hover label is the escaped id."""
+    traces = []
+    for kind, symbol in (("document", "circle"), ("query", "diamond")):
+        part = frame["kind"].eq(kind).to_numpy()
+        if not part.any():
+            continue
+        rows = frame[part]
+        colours = colour[part] if hasattr(colour, "__len__") and not isinstance(colour, str) \
+            else colour
+        traces.append(go.Scattergl(
+            x=rows["x"].to_numpy(), y=rows["y"].to_numpy(), mode="markers", name=name,
+            legendgroup=name, showlegend=not traces, customdata=rows.index.to_numpy(np.int32),
+            hovertext=(kind + " " + rows["id"].map(html.escape)).to_numpy(object),
+            marker={"color": colours, "size": 6, "symbol": symbol, "opacity": 0.8},
+            hovertemplate="%{hovertext}<extra>%{fullData.name}</extra>"))
+    return traces
 
 
 def _figure(points, colour: str) -> go.Figure:
@@ -66,10 +94,13 @@ def _figure(points, colour: str) -> go.Figure:
     if colour == "suspicion":
         scored = points["suspicion"].notna()
         if scored.any():
-            fig.add_trace(_trace(points[scored], "suspicion", points.loc[scored, "suspicion"]))
-            fig.data[-1].marker.update(colorscale="Reds", showscale=True,
-                                       colorbar={"title": "suspicion"})
-        fig.add_trace(_trace(points[~scored], "not scored", "#c7c7c7"))
+            fig.add_traces(_trace(points[scored], "suspicion",
+                                  points.loc[scored, "suspicion"].to_numpy()))
+            lo, hi = points.loc[scored, "suspicion"].min(), points.loc[scored, "suspicion"].max()
+            for i, trace in enumerate(fig.data):
+                trace.marker.update(colorscale="Reds", showscale=i == 0, cmin=lo, cmax=hi,
+                                    colorbar={"title": "suspicion"} if i == 0 else None)
+        fig.add_traces(_trace(points[~scored], "not scored", "#c7c7c7"))
     else:
         column = "cluster_name" if colour == "cluster" else colour
         if colour == "role":
@@ -81,8 +112,8 @@ def _figure(points, colour: str) -> go.Figure:
         for i, value in enumerate(order):
             group = points[points[column].eq(value)]
             if len(group):
-                fig.add_trace(_trace(group, str(value), COLOURS.get(str(value),
-                                                                    PALETTE[i % len(PALETTE)])))
+                fig.add_traces(_trace(group, str(value), COLOURS.get(str(value),
+                                                                     PALETTE[i % len(PALETTE)])))
     fig.update_layout(height=650, dragmode="select", legend={"itemsizing": "constant"},
                       margin={"l": 10, "r": 10, "t": 30, "b": 10})
     fig.update_xaxes(visible=False)
@@ -115,6 +146,14 @@ def _highlight(fig: go.Figure, points, query: str) -> None:
         st.caption(f"{missing} of this query's documents are outside the sample.")
 
 
+def _picked(points, selected: list[dict]) -> list[tuple[str, str]]:
+    """(kind, id) of the selected points: each carries its row in ``points`` as customdata."""
+    rows = [int(p["customdata"]) for p in selected
+            if isinstance(p.get("customdata"), (int, float)) and 0 <= p["customdata"] < len(points)]
+    chosen = points.iloc[sorted(set(rows))]
+    return list(zip(chosen["kind"], chosen["id"]))
+
+
 def _selection_actions(points, picked: list[tuple[str, str]], query: str | None) -> None:
     table = selection_table(store, run.run_id, points, picked)
     st.subheader(f"Selection: {len(table)} points")
@@ -143,18 +182,21 @@ try:
         projection = _projection(common.workspace_key(), version, max_points, run.seed,
                                  version_runs(store, version))
     clusters = common.clusters(common.workspace_key(), version, n_clusters, run.seed)
-    points = map_points(store, run.run_id, projection, clusters)
+    settings = (version, max_points, run.seed, n_clusters)
+    annotations = store.annotation_version(run.run_id)
+    points = _points(common.workspace_key(), run.run_id, annotations, settings, projection,
+                     clusters)
     if projection.sampled:
         common.info(f"Showing a sample of {len(points):,} of {projection.total:,} points: every "
                     "query, positive and selected negative, plus random documents. Raise Max "
                     "points to see more.")
-    fig = _figure(points, colour)
+    fig = _figure_spec(common.workspace_key(), run.run_id, annotations, settings, colour, points)
     if query:
+        fig = go.Figure(fig)
         _highlight(fig, points, query)
     event = st.plotly_chart(fig, key="map_chart", on_select="rerun",
                             selection_mode=("box", "lasso", "points"))
-    picked = [(p["customdata"][0], p["customdata"][1]) for p in event.selection.points
-              if isinstance(p.get("customdata"), (list, tuple)) and len(p["customdata"]) >= 2]
+    picked = _picked(points, event.selection.points)
     if picked:
         _selection_actions(points, picked, query)
     else:

@@ -11,7 +11,7 @@ from core.errors import WorkbenchError
 from core.highlight import shared_terms, text_block
 from core.projection import embedding_version
 from core.review import QueueFilters, decide, review_card
-from core.review_filters import ReviewScope, queue_reason_kinds, queue_table, scoped_queue
+from core.review_filters import ReviewScope, queue_head, queue_reason_kinds, queue_table
 from app_pages import common
 
 ACTIONS = (("Hard negative", "hard_negative", "H", "primary"),
@@ -43,7 +43,7 @@ def _scope() -> ReviewScope:
     """The filters, a map selection sent here, and this session's skips."""
     cols = st.columns([1, 1, 1, 1, 1])
     unreviewed = cols[0].toggle("Unreviewed only", value=True, key="review_unreviewed")
-    queries = sorted(store.run_candidates(run.run_id)["query_id"].unique())
+    queries = store.run_query_ids(run.run_id)
     query = cols[4].selectbox("Query", [ANY, *queries], key="review_query")
     try:
         clusters = _cluster_queries()
@@ -167,19 +167,19 @@ def review_card_fragment(scope: ReviewScope) -> None:
     _progress()
     scope = ReviewScope(scope.filters, scope.pairs, frozenset(st.session_state["review_skipped"]),
                         scope.reason_kind)
-    queue = scoped_queue(store, run.run_id, scope)
-    if queue.empty:
+    head = queue_head(store, run.run_id, scope, limit=20)
+    if head.rows.empty:
         common.info("Nothing left to review with these filters.")
         st.button("Undo", key="review_undo", shortcut="Z", on_click=_undo, icon=":material/undo:")
         return
-    row = queue.iloc[0]
+    row = head.rows.iloc[0]
     card = review_card(store, run.run_id, row)
-    st.caption(f"{len(queue):,} in the queue")
+    st.caption(f"{head.total:,} in the queue")
     _texts(card)
     _facts(card, row)
     _buttons(card)
     with st.expander("Next in the queue"):
-        st.dataframe(queue_table(queue, 50), hide_index=True, key="review_queue_table")
+        st.dataframe(queue_table(head.rows, 20), hide_index=True, key="review_queue_table")
 
 
 try:

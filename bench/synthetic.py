@@ -13,6 +13,10 @@ Structure, chosen to look like sentence embeddings rather than uniform noise:
 - each query is a noisy copy of its positive document (cosine to it about 0.5-0.8), and one
   query in ten labels a second positive from the same cluster.
 
+With ``--texts`` it also writes corpus.jsonl and queries.jsonl: made-up words drawn from each
+document's topic and cluster vocabularies (so cluster names and the review card have something to
+show; the vectors stay the same with or without texts).
+
 Run:
     .venv/bin/python bench/synthetic.py --out data/workspaces/bench/synthetic-1m \
         --docs 1000000 --queries 100000
@@ -52,6 +56,7 @@ class Layout:
         mean = _normalize(rng.standard_normal((1, dim)))
         topics = _normalize(rng.standard_normal((n_topics, dim)))
         topic_of = rng.integers(0, n_topics, n_clusters)
+        self.topic_of = topic_of
         own = _normalize(rng.standard_normal((n_clusters, dim)))
         self.centres = _normalize(0.35 * mean + 0.75 * topics[topic_of] + 0.6 * own)
         sizes = rng.lognormal(0.0, 1.0, n_clusters)
@@ -67,8 +72,42 @@ class Layout:
         return _normalize(self.centres[c].astype(np.float32) + self.spread[c, None] * noise)
 
 
+_SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "bra", "dri", "fla", "gro",
+              "ple", "stu", "tor", "wen", "xil", "yun", "quo")
+
+
+def _words(rng: np.random.Generator, n: int) -> list[str]:
+    return ["".join(rng.choice(_SYLLABLES, size=rng.integers(2, 4))) for _ in range(n)]
+
+
+def write_texts(out: Path, layout: Layout, doc_ids: list[str], query_ids: list[str],
+                positives: np.ndarray, seed: int) -> None:
+    """corpus.jsonl and queries.jsonl of made-up words: each document mixes its topic's, its
+    cluster's and common words; each query takes words of its positive."""
+    rng = np.random.default_rng(seed + 1)
+    common = _words(rng, 300)
+    topics = [_words(rng, 40) for _ in range(int(layout.topic_of.max()) + 1)]
+    clusters = [_words(rng, 6) for _ in range(len(layout.topic_of))]
+    words = {}
+    with open(out / "corpus.jsonl", "w", encoding="utf-8") as f:
+        for row, doc_id in enumerate(doc_ids):
+            c = int(layout.cluster_of[row])
+            picked = (list(rng.choice(clusters[c], 4)) + list(rng.choice(topics[layout.topic_of[c]],
+                                                                         10))
+                      + list(rng.choice(common, 12)))
+            rng.shuffle(picked)
+            words[row] = picked
+            f.write(json.dumps({"_id": doc_id, "title": " ".join(picked[:3]).capitalize(),
+                                "text": " ".join(picked[3:]) + "."}) + "\n")
+    with open(out / "queries.jsonl", "w", encoding="utf-8") as f:
+        for query_id, doc in zip(query_ids, positives):
+            picked = list(rng.choice(words[int(doc)], 6, replace=False))
+            f.write(json.dumps({"_id": query_id, "text": " ".join(picked) + "?"}) + "\n")
+
+
 def generate(out: Path, n_docs: int, n_queries: int, dim: int = 384, n_clusters: int = 0,
-             n_topics: int = 0, seed: int = 0, model: str = "synthetic-384") -> dict:
+             n_topics: int = 0, seed: int = 0, model: str = "synthetic-384",
+             texts: bool = False) -> dict:
     """Write the folder and return a summary (counts, cluster count, seconds)."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -119,13 +158,17 @@ def generate(out: Path, n_docs: int, n_queries: int, dim: int = 384, n_clusters:
                 lines.append(f"{query_ids[i]}\td{other:0{width}d}\t1")
                 second += 1
     (out / "qrels" / "train.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if texts:
+        write_texts(out, layout, [f"d{r:0{width}d}" for r in range(n_docs)], query_ids,
+                    positives, seed)
     cos_pos = float(np.mean(np.einsum("ij,ij->i", queries, pos_vectors)))
     summary = {"documents": n_docs, "queries": n_queries, "dim": dim, "clusters": n_clusters,
                "topics": n_topics, "second_positives": second,
                "mean_cosine_query_positive": round(cos_pos, 3),
-               "seconds": round(time.perf_counter() - t0, 1)}
+               "texts": texts, "seconds": round(time.perf_counter() - t0, 1)}
     manifest = {"model": model, "dim": dim, "normalized": True,
-                "description": "bench/synthetic.py: clustered synthetic vectors, no texts",
+                "description": "bench/synthetic.py: clustered synthetic vectors"
+                               + (", made-up texts" if texts else ", no texts"),
                 "generator": {"seed": seed, **summary}}
     (out / "embeddings.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return summary
@@ -139,8 +182,11 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--clusters", type=int, default=0, help="0: 2 sqrt(docs)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--texts", action="store_true",
+                        help="also write corpus.jsonl and queries.jsonl of made-up words")
     args = parser.parse_args()
-    summary = generate(args.out, args.docs, args.queries, args.dim, args.clusters, seed=args.seed)
+    summary = generate(args.out, args.docs, args.queries, args.dim, args.clusters, seed=args.seed,
+                       texts=args.texts)
     print(json.dumps(summary))
 
 

@@ -39,18 +39,25 @@ def _row(name: str, decided: pd.DataFrame, selected: set[tuple[str, str]]) -> di
 
 
 def review_progress(store: Store, run_id: int) -> Progress:
-    """Decisions on the run's candidate pairs, per annotator and overall."""
-    pool = store.run_candidates(store.get_run(run_id).run_id).drop_duplicates(
-        ["query_hash", "doc_hash"])
-    keys = pool[["query_hash", "doc_hash"]]
-    selected = set(zip(pool.loc[pool["selected"], "query_hash"],
-                       pool.loc[pool["selected"], "doc_hash"]))
-    mine = store.annotator_decisions().merge(keys, on=["query_hash", "doc_hash"])
+    """Decisions on the run's candidate pairs, per annotator and overall.
+
+    Starts from the decisions (few) and asks the store which of them are in the pool, so a pool
+    of millions of pairs is never read whole.
+    """
+    run = store.get_run(run_id)
+    pool_pairs, selected_pairs = store.pool_pair_counts(run.run_id, run.dataset_id)
+    decisions = store.annotator_decisions()
+    keys = ["query_hash", "doc_hash"]
+    in_pool = store.pool_pairs_of(run.run_id, run.dataset_id, decisions[keys])
+    selected = set(zip(in_pool.loc[in_pool["selected"].astype(bool), "query_hash"],
+                       in_pool.loc[in_pool["selected"].astype(bool), "doc_hash"]))
+    mine = decisions.merge(in_pool[keys], on=keys)
     rows = [_row(name, group, selected) for name, group in mine.groupby("annotator")]
-    overall = pool.dropna(subset=["decision"]).rename(columns={"decision": "label"})
-    rows.append(_row("overall", overall, selected))
+    latest = pd.DataFrame([(d.query_hash, d.doc_hash, d.label) for d in store.latest_decisions()],
+                          columns=[*keys, "label"])
+    rows.append(_row("overall", latest.merge(in_pool[keys], on=keys), selected))
     columns = ["annotator", "decided", "of selected", *LABELS]
-    return Progress(pd.DataFrame(rows, columns=columns), len(pool), len(selected))
+    return Progress(pd.DataFrame(rows, columns=columns), pool_pairs, selected_pairs)
 
 
 @dataclass(frozen=True)

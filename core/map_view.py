@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 from core.clusters import Clusters
@@ -18,16 +19,6 @@ from core.review import decide
 from core.store import Store
 
 ROLES = ("query", "positive", "selected negative", "candidate", "other")
-_LABEL_ORDER = {"false_negative": 0, "unsure": 1, "hard_negative": 2}
-
-
-def _document_decisions(pool: pd.DataFrame) -> pd.Series:
-    """Per document, the most cautious latest decision on any of its pairs (false negative wins)."""
-    decided = pool.dropna(subset=["decision"])
-    if decided.empty:
-        return pd.Series(dtype=object)
-    ranked = decided.assign(order=decided["decision"].map(_LABEL_ORDER)).sort_values("order")
-    return ranked.groupby("doc_id")["decision"].first()
 
 
 def map_points(
@@ -35,28 +26,36 @@ def map_points(
 ) -> pd.DataFrame:
     """The projection's points joined with the run: role, cluster, suspicion, decision.
 
+    Per document the pool is summed up in SQL (``Store.document_stats``), so a pool of millions
+    of pairs is never read whole.
+
     Returns:
         id, kind, x, y, role, cluster, cluster_name, suspicion (max over the document's pairs,
-        NaN when unscored), decision ("undecided" when none).
+        NaN when unscored), decision (the most cautious over its pairs, false negative first;
+        "undecided" when none).
     """
     run = store.get_run(run_id)
-    pool = store.run_candidates(run.run_id)
-    positives = set(store.dataset_frame(run.dataset_id, "positives")["doc_id"])
-    selected = set(pool.loc[pool["selected"], "doc_id"])
-    in_pool = set(pool["doc_id"])
+    stats = store.document_stats(run.run_id, run.dataset_id)
+    positives = pd.Index(sorted(set(store.dataset_frame(run.dataset_id, "positives")["doc_id"])))
     frame = projection.points.merge(clusters.assignments[["id", "kind", "cluster", "cluster_name"]],
                                     on=["id", "kind"], how="left")
-    docs = frame["kind"].eq("document")
-    role = pd.Series("other", index=frame.index)
-    role[docs & frame["id"].isin(in_pool)] = "candidate"
-    role[docs & frame["id"].isin(selected)] = "selected negative"
-    role[docs & frame["id"].isin(positives)] = "positive"
-    role[~docs] = "query"
-    frame["role"] = role
-    suspicion = pool.assign(suspicion=pool["suspicion"].astype(float)).groupby("doc_id")[
-        "suspicion"].max()
-    frame["suspicion"] = frame["id"].map(suspicion).where(docs).astype(float)
-    frame["decision"] = frame["id"].map(_document_decisions(pool)).where(docs).fillna("undecided")
+    # Positions instead of isin/map over string Series: 100,000 ids cost a second each there.
+    docs = frame["kind"].eq("document").to_numpy()
+    at = pd.Index(stats["doc_id"]).get_indexer(frame["id"])
+    in_pool = docs & (at >= 0)
+    row = np.where(at >= 0, at, 0)
+    selected = in_pool & stats["selected"].to_numpy(dtype=bool)[row] if len(stats) else in_pool
+    positive = docs & (positives.get_indexer(frame["id"]) >= 0)
+    frame["role"] = np.select([~docs, positive, selected, in_pool],
+                              ["query", "positive", "selected negative", "candidate"], "other")
+    if len(stats):
+        suspicion = stats["suspicion"].to_numpy(dtype=float)[row]
+        decision = stats["decision"].to_numpy(dtype=object)[row]
+    else:
+        suspicion, decision = np.full(len(frame), np.nan), np.full(len(frame), None)
+    frame["suspicion"] = np.where(in_pool, suspicion, np.nan)
+    frame["decision"] = pd.Series(np.where(in_pool, decision, None), index=frame.index).fillna(
+        "undecided")
     return frame
 
 
@@ -79,11 +78,8 @@ def query_focus(store: Store, run_id: int, query_id: str) -> QueryFocus:
     """The positives and selected negatives of one query in a run."""
     run = store.get_run(run_id)
     positives = store.dataset_frame(run.dataset_id, "positives")
-    pool = store.run_candidates(run.run_id)
-    mine = pool[pool["query_id"].eq(query_id) & pool["selected"]]
     labeled = positives.loc[positives["query_id"].eq(query_id), "doc_id"].tolist()
-    return QueryFocus(query_id, labeled,
-                      mine[["doc_id", "rank", "score", "selected"]].reset_index(drop=True))
+    return QueryFocus(query_id, labeled, store.query_selected(run.run_id, query_id))
 
 
 def selection_table(store: Store, run_id: int, points: pd.DataFrame,
@@ -119,14 +115,10 @@ def selection_pairs(store: Store, run_id: int, picked: Iterable[tuple[str, str]]
         query_id, doc_id, score, selected, decision.
     """
     picked = list(picked)
-    docs = {i for k, i in picked if k == "document"}
-    queries = {i for k, i in picked if k == "query"}
-    pool = store.run_candidates(store.get_run(run_id).run_id)
-    doc_rows = pool["doc_id"].isin(docs)
-    doc_rows &= pool["query_id"].eq(query_id) if query_id is not None else pool["selected"]
-    rows = doc_rows | (pool["query_id"].isin(queries) & pool["selected"])
-    return pool.loc[rows, ["query_id", "doc_id", "score", "selected", "decision"]].drop_duplicates(
-        ["query_id", "doc_id"]).reset_index(drop=True)
+    run = store.get_run(run_id)
+    return store.selection_pairs(run.run_id, run.dataset_id,
+                                 [i for k, i in picked if k == "document"],
+                                 [i for k, i in picked if k == "query"], query_id)
 
 
 def label_pairs(store: Store, run_id: int, pairs: pd.DataFrame, label: str, annotator: str,

@@ -173,3 +173,37 @@ def next_review_item(store: Store, run_id: int | None = None,
     row["margin"] = row["pos_score"] - row["score"]
     row["decision"] = None
     return row
+
+
+def review_head(store: Store, run_id: int | None = None, limit: int = 50,
+                query_id: str | None = None) -> pd.DataFrame:
+    """The first ``limit`` undecided rows of ``review_queue`` (default filters), found in SQL.
+
+    What the Review page shows of a queue too large to read whole: the rows carry the columns
+    ``review_card`` and ``core.review_filters.queue_table`` use (reasons, would_export, margin,
+    decision and decided_by, None here since the rows are undecided).
+
+    Returns:
+        query_id, doc_id, rank, score, pos_score, suspicion, hard_set, reasons, would_export,
+        margin, priority, decision, decided_by; empty when every candidate is decided.
+    """
+    from core.mining import get_strategy
+
+    run = store.get_run(run_id)
+    try:
+        dense = get_strategy(run.strategy).pool_source == "dense"
+    except WorkbenchError:
+        dense = False
+    rows = store.review_next(run.run_id, run.dataset_id, run.num_negatives, limit, query_id, dense)
+    rows = rows.merge(store.candidate_reasons(run.run_id, rows), on=["query_id", "doc_id"],
+                      how="left") if len(rows) else rows.assign(reasons=None)
+    planned = store.export_negatives(run.run_id, run.dataset_id, run.num_negatives,
+                                     sorted(set(rows["query_id"])), run.short_queries,
+                                     with_text=False) if len(rows) else None
+    rows["would_export"] = pd.MultiIndex.from_frame(rows[["query_id", "doc_id"]]).isin(
+        pd.MultiIndex.from_frame(planned[["query_id", "doc_id"]])) if len(rows) else []
+    rows["margin"] = rows["pos_score"] - rows["score"]
+    suspicion = rows["suspicion"].astype(float)
+    rows["priority"] = suspicion.where(suspicion.notna(), rows["score"].astype(float))
+    rows["decision"], rows["decided_by"] = None, None
+    return rows.reset_index(drop=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from core.review import QueueFilters, review_queue
+from core.review import QueueFilters, review_head, review_queue
 from core.store import Store
 
 _KIND_END = re.compile(r"""\s['"]|[(0-9]""")  # an opening quote, a parenthesis or a number
@@ -64,13 +64,41 @@ def scoped_queue(store: Store, run_id: int, scope: ReviewScope) -> pd.DataFrame:
     return pd.concat([queue[~skipped], queue[skipped]]).reset_index(drop=True)
 
 
+@dataclass(frozen=True)
+class QueueHead:
+    """The first rows of a scoped queue and how many rows the whole queue holds."""
+
+    rows: pd.DataFrame
+    total: int
+
+
+def queue_head(store: Store, run_id: int, scope: ReviewScope, limit: int = 50) -> QueueHead:
+    """The first ``limit`` rows of ``scoped_queue`` and its length.
+
+    The page's default scope (unreviewed only, at most one query, this session's skips) is
+    answered in SQL (``core.review.review_head``, ``Store.count_undecided``): fast on pools of
+    millions of pairs. Other scopes (a cluster, a reason, an annotator, reviewed pairs, a map
+    selection) read the run's pool.
+    """
+    f = scope.filters
+    if (not f.unreviewed_only or f.decided_by or f.reason or f.query_ids is not None
+            or scope.pairs is not None or scope.reason_kind):
+        queue = scoped_queue(store, run_id, scope)
+        return QueueHead(queue.head(limit).reset_index(drop=True), len(queue))
+    run = store.get_run(run_id)
+    total = store.count_undecided(run.run_id, run.dataset_id, f.query_id)
+    # Skipped pairs go last: with ``limit`` more rows than skips, the first ``limit`` unskipped
+    # rows are among them unless the queue is shorter, and then it is all here.
+    rows = review_head(store, run.run_id, limit + len(scope.skipped), f.query_id)
+    skipped = pd.Series([k in scope.skipped for k in zip(rows["query_id"], rows["doc_id"])],
+                        index=rows.index, dtype=bool)
+    rows = pd.concat([rows[~skipped], rows[skipped]]).head(limit).reset_index(drop=True)
+    return QueueHead(rows, total)
+
+
 def queue_reason_kinds(store: Store, run_id: int) -> list[str]:
     """The distinct kinds of suspicion reasons in a run's pool (empty until the run is scored)."""
-    pool = store.run_candidates(store.get_run(run_id).run_id)
-    kinds: set[str] = set()
-    for value in pool["reasons"].dropna().unique():
-        kinds |= _kinds(value)
-    return sorted(k for k in kinds if k)
+    return store.reason_kinds(store.get_run(run_id).run_id)
 
 
 def queue_table(queue: pd.DataFrame, limit: int = 200) -> pd.DataFrame:

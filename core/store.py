@@ -283,6 +283,8 @@ _connections: dict[str, _Shared] = {}
 _connections_lock = threading.Lock()
 # (workspace, dataset id, decisions version) -> the dataset's decided pairs (see _decided_pairs).
 _decided_cache: dict[tuple, pd.DataFrame] = {}
+# (workspace, run, dataset) -> (pool pairs, selected pairs) of finished runs, whose pools are fixed.
+_pool_counts_cache: dict[tuple, tuple[int, int]] = {}
 # Runs this process is mining, per workspace: never mistaken for interrupted ones. Kept across
 # close() so a reopened workspace does not fail a run that is still going.
 _live_runs: dict[str, set[int]] = {}
@@ -1442,6 +1444,172 @@ class Store:
         """How many candidate rows a run stored."""
         return int(self._cursor().execute(
             "SELECT count(*) FROM candidates WHERE run_id = ?", [run_id]).fetchone()[0])
+
+    # -- the Map and Review pages at size: answers from the id hashes, never the whole pool --------
+    def run_query_ids(self, run_id: int) -> list[str]:
+        """The distinct queries of a run's pool, sorted (the pages' query pickers)."""
+        return [r[0] for r in self._cursor().execute(
+            "SELECT DISTINCT query_id FROM candidates WHERE run_id = ? ORDER BY query_id",
+            [run_id]).fetchall()]
+
+    def document_stats(self, run_id: int, dataset_id: int) -> pd.DataFrame:
+        """Per document of a run's pool: selected for any query, its highest suspicion, and the
+        most cautious latest decision on any of its pairs (false negative, unsure, hard negative).
+
+        Columns: doc_id, selected, suspicion (NaN when unscored), decision (None: undecided).
+        """
+        cur = self._cursor()
+        with self._decided_pairs(cur, dataset_id):
+            return cur.execute(
+                "WITH " + self._DECIDED + """
+                SELECT any_value(c.doc_id) AS doc_id, bool_or(c.selected) AS selected,
+                       max(c.suspicion) AS suspicion,
+                       CASE min(CASE x.label WHEN 'false_negative' THEN 0 WHEN 'unsure' THEN 1
+                                             WHEN 'hard_negative' THEN 2 END)
+                           WHEN 0 THEN 'false_negative' WHEN 1 THEN 'unsure'
+                           WHEN 2 THEN 'hard_negative' END AS decision
+                FROM candidates c LEFT JOIN decided x ON x.qh = c.qh AND x.dh = c.dh
+                WHERE c.run_id = ? GROUP BY c.dh""", [run_id]).df()
+
+    def query_selected(self, run_id: int, query_id: str) -> pd.DataFrame:
+        """One query's selected negatives in a run: doc_id, rank, score, selected (rank order)."""
+        cur = self._cursor()
+        return cur.execute(
+            "SELECT doc_id, rank, score, selected FROM candidates WHERE run_id = ? AND qh = ? "
+            "AND query_id = ? AND selected ORDER BY rank NULLS LAST, score DESC",
+            [run_id, self._id_hash(cur, query_id), query_id]).df()
+
+    def selection_pairs(self, run_id: int, dataset_id: int, doc_ids: Sequence[str],
+                        query_ids: Sequence[str], query_id: str | None) -> pd.DataFrame:
+        """The pool pairs of ``doc_ids`` (with ``query_id``, else where selected) and the selected
+        pairs of ``query_ids`` (see ``core.map_view.selection_pairs``).
+
+        Columns: query_id, doc_id, score, selected, decision; pool order, each pair once.
+        """
+        cur = self._cursor()
+        params: dict[str, Any] = {"run": run_id, "docs": sorted(set(doc_ids)),
+                                  "queries": sorted(set(query_ids))}
+        doc_scope = "c.selected"
+        if query_id is not None:
+            doc_scope, params["query"] = "c.qh = $query", self._id_hash(cur, query_id)
+        with self._decided_pairs(cur, dataset_id):
+            frame = cur.execute(
+                "WITH " + self._DECIDED + """,
+                d AS (SELECT DISTINCT hash(unnest($docs::VARCHAR[])) AS h),
+                q AS (SELECT DISTINCT hash(unnest($queries::VARCHAR[])) AS h)
+                SELECT c.query_id, c.doc_id, c.score, c.selected, x.label AS decision
+                FROM candidates c LEFT JOIN decided x ON x.qh = c.qh AND x.dh = c.dh
+                WHERE c.run_id = $run AND ((c.dh IN (SELECT h FROM d) AND """ + doc_scope + """)
+                      OR (c.qh IN (SELECT h FROM q) AND c.selected))
+                ORDER BY c.query_id, c.rank NULLS LAST, c.score DESC""", params).df()
+        wanted = set(doc_ids)
+        keep = frame["doc_id"].isin(wanted) & (frame["query_id"].eq(query_id) if query_id
+                                               is not None else frame["selected"])
+        keep |= frame["query_id"].isin(set(query_ids)) & frame["selected"]  # hash collisions
+        return frame[keep].drop_duplicates(["query_id", "doc_id"]).reset_index(drop=True)
+
+    def count_undecided(self, run_id: int, dataset_id: int, query_id: str | None = None) -> int:
+        """How many of a run's pool pairs (of ``query_id`` when given) have no live decision.
+
+        The pool's distinct pairs are counted once per finished run; the decided ones (few) are
+        then found from the decisions side, so a decision costs no scan of the pool's pairs.
+        """
+        cur = self._cursor()
+        params: dict[str, Any] = {"run": run_id}
+        if query_id is None:
+            key = (self._key, run_id, "distinct pairs")
+            if key not in _pool_counts_cache:
+                total = int(cur.execute(
+                    "SELECT count(DISTINCT (qh, dh)) FROM candidates WHERE run_id = ?",
+                    [run_id]).fetchall()[0][0])
+                if self.get_run(run_id).status != "done":
+                    return total - self._decided_in_pool(cur, run_id, dataset_id)
+                _pool_counts_cache[key] = (total, 0)
+            return _pool_counts_cache[key][0] - self._decided_in_pool(cur, run_id, dataset_id)
+        params["query"] = self._id_hash(cur, query_id)
+        with self._decided_pairs(cur, dataset_id):
+            return int(cur.execute(
+                "WITH " + self._DECIDED + """
+                SELECT count(DISTINCT (c.qh, c.dh)) FROM candidates c
+                WHERE c.run_id = $run AND c.qh = $query AND NOT EXISTS (
+                    SELECT 1 FROM decided x WHERE x.qh = c.qh AND x.dh = c.dh)""",
+                params).fetchall()[0][0])
+
+    def _decided_in_pool(self, cur: duckdb.DuckDBPyConnection, run_id: int,
+                         dataset_id: int) -> int:
+        """How many distinct (query, document) id pairs of the run's pool have a live decision."""
+        with self._decided_pairs(cur, dataset_id):
+            return int(cur.execute(
+                "WITH " + self._DECIDED + """
+                SELECT count(DISTINCT (x.qh, x.dh)) FROM decided x WHERE EXISTS (
+                    SELECT 1 FROM candidates c WHERE c.run_id = ? AND c.qh = x.qh
+                    AND c.dh = x.dh)""", [run_id]).fetchall()[0][0])
+
+    def candidate_reasons(self, run_id: int, pairs: pd.DataFrame) -> pd.DataFrame:
+        """The suspicion reasons (JSON text) of a few (query_id, doc_id) pairs of a run.
+
+        Columns: query_id, doc_id, reasons; unscored pairs are absent.
+        """
+        cur = self._cursor()
+        cur.register("wanted_pairs", pairs[["query_id", "doc_id"]])
+        try:
+            return cur.execute(
+                "SELECT s.query_id, s.doc_id, s.reasons FROM suspicion s JOIN wanted_pairs w "
+                "ON s.query_id = w.query_id AND s.doc_id = w.doc_id WHERE s.run_id = ?",
+                [run_id]).df()
+        finally:
+            cur.unregister("wanted_pairs")
+
+    def reason_kinds(self, run_id: int) -> list[str]:
+        """The distinct kinds of a run's suspicion reasons: each reason's words before any quote,
+        number or parenthesis (``core.review_filters.reason_kind``, here in SQL), sorted."""
+        return [r[0] for r in self._cursor().execute(
+            r"""
+            SELECT DISTINCT trim(regexp_split_to_array(reason, '\s[''"]|[(0-9]')[1]) AS kind
+            FROM (SELECT unnest(from_json(reasons, '["VARCHAR"]')) AS reason FROM suspicion
+                  WHERE run_id = ? AND reasons IS NOT NULL AND reasons <> '[]')
+            WHERE kind <> '' ORDER BY kind""", [run_id]).fetchall()]
+
+    def pool_pair_counts(self, run_id: int, dataset_id: int) -> tuple[int, int]:
+        """(pairs, selected pairs) of a run's pool, counted by the texts' content hashes (as
+        decisions are keyed). A finished run's pool does not change: counted once per process."""
+        key = (self._key, run_id, dataset_id)
+        if key not in _pool_counts_cache:
+            row = self._cursor().execute(
+                """
+                SELECT count(*), count(*) FILTER (WHERE selected) FROM (
+                    SELECT bool_or(c.selected) AS selected FROM candidates c
+                    JOIN queries q ON q.dataset_id = $dataset AND q.query_id = c.query_id
+                    JOIN documents d ON d.dataset_id = $dataset AND d.doc_id = c.doc_id
+                    WHERE c.run_id = $run GROUP BY q.text_hash, d.text_hash)
+                """, {"run": run_id, "dataset": dataset_id}).fetchone()
+            if self.get_run(run_id).status != "done":
+                return int(row[0]), int(row[1])
+            _pool_counts_cache[key] = (int(row[0]), int(row[1]))
+        return _pool_counts_cache[key]
+
+    def pool_pairs_of(self, run_id: int, dataset_id: int, pairs: pd.DataFrame) -> pd.DataFrame:
+        """Which of the given content-hash pairs (query_hash, doc_hash; e.g. decisions) are in a
+        run's pool, and whether the run selected them.
+
+        Columns: query_hash, doc_hash, selected; pairs outside the pool are absent.
+        """
+        cur = self._cursor()
+        cur.register("wanted_hashes", pairs[["query_hash", "doc_hash"]].drop_duplicates())
+        try:
+            return cur.execute(
+                """
+                SELECT w.query_hash, w.doc_hash, bool_or(c.selected) AS selected
+                FROM wanted_hashes w
+                JOIN queries q ON q.dataset_id = $dataset AND q.text_hash = w.query_hash
+                JOIN documents d ON d.dataset_id = $dataset AND d.text_hash = w.doc_hash
+                JOIN candidates c ON c.run_id = $run AND c.qh = hash(q.query_id)
+                    AND c.dh = hash(d.doc_id) AND c.query_id = q.query_id
+                    AND c.doc_id = d.doc_id
+                GROUP BY w.query_hash, w.doc_hash
+                """, {"run": run_id, "dataset": dataset_id}).df()
+        finally:
+            cur.unregister("wanted_hashes")
 
     def engine_memory_bytes(self) -> int:
         """Bytes DuckDB's buffer manager holds for this process (for memory reports)."""
