@@ -10,6 +10,9 @@ search; nDCG@10 against the test qrels; per query, the overlap of the top-10 min
 are cached per backend in a workspace (``--cache``), so a second run only re-measures throughput.
 
     .venv/bin/python bench/encode_backends.py --json bench/encode-backends.jsonl
+
+``--backends openvino-bf16,openvino-int8`` compares only those with torch (bench/RESULTS.md has
+the commands behind each table).
 """
 
 from __future__ import annotations
@@ -238,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     sample = [data.doc_texts[i] for i in rng.choice(len(data.doc_texts), args.throughput_texts,
                                                      replace=False)]
     print(f"throughput: {len(sample)} scifact texts x {args.repeats} rounds", file=sys.stderr)
+    load_before = os.getloadavg()[0]
     speed = throughput(encoders, sample, args.repeats)
+    load = [round(load_before, 1), round(os.getloadavg()[0], 1)]  # the machine is shared
     quality = {}
     if not args.skip_fidelity:
         chosen = ({"torch", *[n.strip() for n in args.fidelity_backends.split(",")]}
@@ -249,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     base = quality.get("torch", {})
     for name in encoders:
-        row = {"backend": name, "cpu_threads": os.cpu_count(), **speed[name], **quality.get(name, {})}
+        row = {"backend": name, "cpu_threads": os.cpu_count(), "load_average_1min": load,
+               **speed[name], **quality.get(name, {})}
         if name in quality:
             row["ndcg_delta"] = round(row["ndcg_at_10"] - base["ndcg_at_10"], 4)
             row["meets_fidelity"] = bool(abs(row["ndcg_delta"]) <= NDCG_TOLERANCE
@@ -260,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"backend": name, "skipped": reason})
     _print_table(rows, f"{args.beir.name} ({args.split})", len(data.doc_texts),
                  len(data.query_ids))
+    print(f"\nload average (1 min) before / after the timed rounds: {load[0]} / {load[1]}")
     if args.json:
         args.json.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return 0
