@@ -167,7 +167,9 @@ def review_card_fragment(scope: ReviewScope) -> None:
     _progress()
     scope = ReviewScope(scope.filters, scope.pairs, frozenset(st.session_state["review_skipped"]),
                         scope.reason_kind)
-    head = queue_head(store, run.run_id, scope, limit=20)
+    # Each row of the head costs a lookup: the next 20 are fetched only while they are shown.
+    show_next = st.session_state.get("review_show_next", False)
+    head = queue_head(store, run.run_id, scope, limit=20 if show_next else 1)
     if head.rows.empty:
         common.info("Nothing left to review with these filters.")
         st.button("Undo", key="review_undo", shortcut="Z", on_click=_undo, icon=":material/undo:")
@@ -178,7 +180,7 @@ def review_card_fragment(scope: ReviewScope) -> None:
     _texts(card)
     _facts(card, row)
     _buttons(card)
-    with st.expander("Next in the queue"):
+    if st.toggle("Show the next in the queue", key="review_show_next"):
         st.dataframe(queue_table(head.rows, 20), hide_index=True, key="review_queue_table")
 
 

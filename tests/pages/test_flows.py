@@ -108,6 +108,7 @@ def test_review_decide_undo_and_note(data_dir):
     assert {d.annotator for d in live} == {"alice"}
     at.button(key="review_undo").click().run()
     assert [d.label for d in store.latest_decisions()] == ["false_negative", "hard_negative"]
+    at.toggle(key="review_show_next").set_value(True).run()  # the queue's next rows, shown
     shown = tuple(_frame(at, "would_export")[["query_id", "doc_id"]].iloc[0])
     at.button(key="review_skip").click().run()
     assert not at.exception
