@@ -7,9 +7,11 @@ import os
 import streamlit as st
 
 from app_pages import common
+from core.memory import return_large_blocks
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+return_large_blocks()  # mining from the Mine page gives its activations back (see core.memory)
 
 
 st.set_page_config(page_title="Hard-negative workbench", layout="wide")

@@ -7,7 +7,7 @@ positives, the whole corpus), k = 5 hard negatives per query written as triplets
   then ``Dataset.to_json``, in one process;
 * ours: ``python -m core ingest``, ``mine --strategy top_k --backend B``, ``export --format
   triplet``, each its own process, in a fresh workspace (no vector cached), for B = torch and
-  onnx-int8. The int8 model is built once per model and kept beside the workspace; the run copies
+  an int8 backend (``--int8-backend``, default openvino-int8). The int8 model is built once per model and kept beside the workspace; the run copies
   an already built one (``--model-cache``, default the one bench/encode_backends.py built) and
   reports its one-time build time from its manifest. ``--cold`` also times a run that builds it.
 
@@ -71,7 +71,8 @@ def run_ours(args: argparse.Namespace, folder: Path, backend: str, label: str) -
         timed([*core, "ingest", "--workspace", str(workspace), "--beir", str(args.beir),
                "--split", args.split], log),
         timed([*core, "mine", "--workspace", str(workspace), "--strategy", "top_k",
-               "--num-negatives", str(args.num_negatives), "--backend", backend, "--quiet"], log),
+               "--num-negatives", str(args.num_negatives), "--backend", backend, "--quiet",
+               *(["--batch-size", str(args.batch_size)] if args.batch_size else [])], log),
         timed([*core, "export", "--workspace", str(workspace), "--format", "triplet",
                "--out", str(out)], log),
     ]
@@ -128,9 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=REPO / "data" / "workspaces" / "vs-reference",
                         help="scratch folder, emptied first")
     parser.add_argument("--skip", default="", help="comma-separated: reference, torch, int8")
+    parser.add_argument("--batch-size", type=int,
+                        help="our mine's --batch-size (default: mine's own default)")
+    parser.add_argument("--int8-backend", default="openvino-int8",
+                        help="the quantised backend timed as 'int8' (openvino-int8 or onnx-int8)")
     parser.add_argument("--model-cache", type=Path,
                         default=REPO / "data" / "workspaces" / "model-cache",
-                        help="built ONNX models to start the int8 run with (copied)")
+                        help="built int8 models to start the int8 run with (copied)")
     parser.add_argument("--cold", action="store_true",
                         help="also time an int8 run that builds its model first")
     parser.add_argument("--json", type=Path, help="also write the result rows here")
@@ -155,12 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     if "torch" not in skip:
         report(run_ours(args, args.work / "torch", "torch", "torch"))
     if "int8" not in skip:
+        name = args.int8_backend
         if args.cold:
-            report(run_ours(args, args.work / "onnx-int8-cold", "onnx-int8", "onnx-int8-cold"))
-        folder = args.work / "onnx-int8"
+            report(run_ours(args, args.work / f"{name}-cold", name, f"{name}-cold"))
+        folder = args.work / name
         if args.model_cache.exists():
             shutil.copytree(args.model_cache, folder / "model-cache")
-        report(run_ours(args, folder, "onnx-int8", "onnx-int8"))
+        report(run_ours(args, folder, name, name))
         for manifest in (folder / "model-cache").glob("*/manifest.json"):
             built = json.loads(manifest.read_text(encoding="utf-8"))
             rows[-1]["one_time_build_s"] = round(sum(v.get("seconds", 0) for v in built.values()), 1)

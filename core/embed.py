@@ -42,7 +42,7 @@ class Encoder:
     fingerprint: str
     dim: int
     model: object
-    batch_size: int = 64
+    batch_size: int = 32
     backend: str = DEFAULT_BACKEND
     encode_fn: EncodeFn | None = field(default=None, repr=False, compare=False)
 
@@ -118,7 +118,7 @@ _encoders_lock = threading.Lock()
 
 def load_encoder(
     name: str | None = None,
-    batch_size: int = 64,
+    batch_size: int = 32,
     backend: str = DEFAULT_BACKEND,
     cache_dir: str | Path | None = None,
 ) -> Encoder:

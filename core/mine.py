@@ -61,7 +61,7 @@ class MineRequest:
     doc_prompt: str = ""
     seed: int = 0
     pool_depth: int = DEFAULT_POOL_DEPTH
-    batch_size: int = 64
+    batch_size: int = 32
     teacher: str | None = None
     teacher_kind: str = "cross-encoder"
     # How the model encodes (core.backends): torch (fp32, the reference), torch-bf16, onnx or
