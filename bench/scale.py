@@ -5,8 +5,9 @@ ingest the vectors; mine ``curated`` with ``--model precomputed:NAME`` (index ch
 recall@100 against exact search measured on 1,000 queries and stored with the run); a second
 run with other parameters (re-uses the stored pool); then the app's queries on the resulting
 candidate rows, each repeated and reported as a median: the next review item, margin histograms,
-the comparison of the two runs, the export (its preview: 50 queries' negatives with texts; and
-all 500k negatives, ids only and with texts), a decision's round trip.
+the comparison of the two runs, the export (50 queries' negatives with texts; the Export page's
+preview, its first 200 queries in every column; all 500k negatives, ids only and with texts),
+a decision's round trip; then writing the whole run as a flag-embedding file (timed once).
 Peak RSS is the process's high-water mark after each step.
 
 Run:
@@ -30,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from core.export import planned_negatives  # noqa: E402
+from core.export import ExportOptions, export_run, planned_negatives, preview_export  # noqa: E402
 from core.margins import margin_histogram  # noqa: E402
 from core.mine import MineRequest, mine  # noqa: E402
 from core.review import decide, next_review_item  # noqa: E402
@@ -157,6 +158,8 @@ def time_queries(store: Store, run, other, args: argparse.Namespace, result: dic
     queries["export_preview_50_queries"], _ = timed_median(
         lambda: store.export_negatives(run.run_id, run.dataset_id, run.num_negatives,
                                        first_queries, run.short_queries), args.repeats)
+    queries["export_page_preview"], _ = timed_median(
+        lambda: preview_export(store, run.run_id, ExportOptions("triplet")), args.repeats)
     queries["export_rows_with_texts"], rows = timed_median(
         lambda: store.export_negatives(run.run_id, run.dataset_id, run.num_negatives,
                                        short_queries=run.short_queries),
@@ -169,6 +172,13 @@ def time_queries(store: Store, run, other, args: argparse.Namespace, result: dic
         times.append(time.perf_counter() - t)
     queries["decision_round_trip"] = statistics.median(times)
     result["app_queries_s"] = {k: round(v, 4) for k, v in queries.items()}
+    target = args.workspace.with_name(args.workspace.stem + "-export.jsonl")
+    t = time.perf_counter()
+    written = export_run(store, run.run_id, target, ExportOptions("flag-embedding"))
+    result["export_file_s"] = round(time.perf_counter() - t, 2)  # a file, not an app query
+    result["export_file_rows"] = written.rows
+    target.unlink()
+    Path(str(target) + ".manifest.json").unlink()
     result["export_rows"] = len(rows)
     result["overlap_queries"] = len(overlap)
     result["planned_negatives"] = len(planned)
