@@ -9,6 +9,7 @@ import plotly.express as px
 import streamlit as st
 
 from core.errors import WorkbenchError
+from core.backends import DEFAULT_BACKEND, backend_names, get_backend
 from core.false_negatives.teacher import TEACHER_KINDS
 from core.mine import DEFAULT_POOL_DEPTH, MineRequest, mine
 from core.mining import strategy_names
@@ -86,6 +87,11 @@ def _request() -> MineRequest:
                                  placeholder="e.g. /models/e5-small-v2 or intfloat/e5-small-v2")
         if not model.strip():
             raise WorkbenchError("give a model path or hub id, or choose the bundled model")
+    backend = st.selectbox(
+        "Encode backend", backend_names(), key="mine_backend",
+        index=backend_names().index(DEFAULT_BACKEND),
+        help="\n".join(f"- **{name}**: {get_backend(name).summary}" for name in backend_names())
+        + "\n\nBuilt models are kept beside the workspace; vectors are cached per backend.")
     with st.expander("Prompts, seed, pool depth and teacher"):
         cols = st.columns(4)
         query_prompt = cols[0].text_input("Query prompt", key="mine_query_prompt",
@@ -113,7 +119,7 @@ def _request() -> MineRequest:
     return MineRequest(strategy=strategy, num_negatives=int(k), params=params, dataset=dataset,
                        model=model, query_prompt=query_prompt, doc_prompt=doc_prompt,
                        seed=int(seed), pool_depth=int(depth), teacher=teacher.strip() or None,
-                       teacher_kind=teacher_kind)
+                       teacher_kind=teacher_kind, backend=backend)
 
 
 def _run(request: MineRequest) -> None:

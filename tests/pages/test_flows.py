@@ -83,6 +83,18 @@ def test_mine_with_a_preset_and_see_the_run(seeded):
     assert "mean Jaccard per query" in _frame(at, "measure")["measure"].tolist()
 
 
+def test_mine_with_another_encode_backend(seeded):
+    at = open_page(seeded, "mine")
+    assert at.selectbox(key="mine_backend").value == "torch"
+    assert "openvino-int8" in at.selectbox(key="mine_backend").options
+    at.selectbox(key="mine_backend").set_value("torch-bf16").run()
+    at.selectbox(key="mine_strategy").set_value("top_k").run()
+    at.button(key="mine_run").click().run()
+    assert not at.exception and not _messages(at)
+    newest = Store(seeded).list_runs()[0]
+    assert newest.model.endswith("(torch-bf16)") and newest.strategy == "top_k"
+
+
 def test_mine_errors_are_one_sentence(seeded):
     at = open_page(seeded, "mine")
     at.radio(key="mine_model").set_value("Another model").run()
