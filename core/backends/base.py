@@ -29,6 +29,21 @@ class BackendContext:
 
 
 @dataclass(frozen=True)
+class BuiltModel:
+    """A model a backend built from the fp32 one (or found already built in the cache).
+
+    Attributes:
+        path: the model file (ONNX: the .onnx; OpenVINO: the IR's .xml, weights in the .bin).
+        built: True when this call built it, False when it was found in the cache.
+        manifest: the manifest entry for the file (recipe, versions, probe cosine to torch).
+    """
+
+    path: Path
+    built: bool
+    manifest: dict
+
+
+@dataclass(frozen=True)
 class Backend:
     """A way to run a model: torch fp32 (the reference), bf16, ONNX Runtime or OpenVINO, int8.
 

@@ -36,12 +36,12 @@ import re
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from core.backends.base import BuiltModel
 from core.backends.onnx_runtime import INPUT_KEYS, OnnxEncoder, check_pipeline
 from core.errors import WorkbenchError
 
@@ -77,27 +77,12 @@ PROBE_TEXTS = (
 )
 
 
-@dataclass(frozen=True)
-class OnnxArtifact:
-    """A built (or cached) ONNX model and how it came to be.
-
-    Attributes:
-        path: the ONNX file.
-        built: True when this call built it, False when it was found in the cache.
-        manifest: the manifest entry for the file (recipe, versions, probe cosine to torch).
-    """
-
-    path: Path
-    built: bool
-    manifest: dict
-
-
 def artifact_dir(cache_dir: Path, fingerprint: str) -> Path:
     """The folder holding a model's ONNX builds under a cache folder."""
     return Path(cache_dir) / f"{fingerprint}-{RECIPE}"
 
 
-def ensure_onnx_model(model: object, fingerprint: str, cache_dir: Path, int8: bool) -> OnnxArtifact:
+def ensure_onnx_model(model: object, fingerprint: str, cache_dir: Path, int8: bool) -> BuiltModel:
     """Return the fp32 or int8 ONNX model of ``model``, building it only if it is not cached.
 
     Raises:
@@ -121,7 +106,7 @@ def ensure_onnx_model(model: object, fingerprint: str, cache_dir: Path, int8: bo
                                          INT8_MIN_COSINE, "int8 quantisation", reference)
             _write_manifest(folder, manifest)
             built = True
-    return OnnxArtifact(target, built, manifest[target.name])
+    return BuiltModel(target, built, manifest[target.name])
 
 
 def _build(model, target: Path, make, floor: float, what: str, reference: list) -> dict:

@@ -27,11 +27,11 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from core.backends.base import BuiltModel
 from core.backends.onnx_export import RECIPE as ONNX_RECIPE
 from core.backends.onnx_export import (
     EXPORT_MIN_COSINE, INT8_MIN_COSINE, PROBE_TEXTS, _locked, _normalised, _read_manifest,
@@ -60,28 +60,13 @@ def precision(int8: bool) -> str:
     return INT8_PRECISION if int8 else "bf16"
 
 
-@dataclass(frozen=True)
-class OpenVinoArtifact:
-    """A built (or cached) OpenVINO model and how it came to be.
-
-    Attributes:
-        path: the IR's .xml (its weights in the .bin beside it).
-        built: True when this call built it, False when it was found in the cache.
-        manifest: the manifest entry for the file (recipe, versions, probe cosine to torch).
-    """
-
-    path: Path
-    built: bool
-    manifest: dict
-
-
 def artifact_dir(cache_dir: Path, fingerprint: str) -> Path:
     """The folder holding a model's OpenVINO builds under a cache folder."""
     return Path(cache_dir) / f"{fingerprint}-openvino-{RECIPE}"
 
 
 def ensure_openvino_model(model: object, fingerprint: str, cache_dir: Path,
-                          int8: bool) -> OpenVinoArtifact:
+                          int8: bool) -> BuiltModel:
     """Return the fp32 or int8 OpenVINO model of ``model``, building it only if it is not cached.
 
     Raises:
@@ -108,7 +93,7 @@ def ensure_openvino_model(model: object, fingerprint: str, cache_dir: Path,
                                          reference)
             _write_manifest(folder, manifest)
             built = True
-    return OpenVinoArtifact(target, built, manifest[target.name])
+    return BuiltModel(target, built, manifest[target.name])
 
 
 def _complete(xml: Path) -> bool:
