@@ -4,8 +4,12 @@ Encoding allocates and frees tens of megabytes of activations per batch. glibc's
 large block with its own mapping (returned to the system when freed), but after the first such
 free it raises that threshold to the freed size, so later blocks of that size come from the heap,
 where freed space is kept and fragments: the process's peak resident memory grows by hundreds of
-megabytes over an encode (measured: 945 -> 790 MiB encoding 256 scifact abstracts at batch 32,
-the same time). Fixing the threshold keeps every block of ``LARGE_BLOCK`` bytes or more mapped.
+megabytes over an encode. Fixing the threshold keeps every block of ``LARGE_BLOCK`` bytes or more
+mapped. The price is time: each mid-sized activation is mapped afresh and zeroed by the kernel.
+Measured encoding 160 scifact abstracts at batch 32 on an idle machine (peak RSS, encode time):
+glibc's default 944-984 MiB, 7.4-7.9 s; fixed at 4 MiB 790 MiB, 8.9-9.0 s (about 15 % slower);
+fixed at 32 MiB 907 MiB, 7.5 s (one run). The 4 MiB default keeps the CLI's peak at or below
+sentence-transformers' own ``mine_hard_negatives`` (issue 5, bench/vs_reference.py).
 """
 
 from __future__ import annotations
