@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 
 LARGE_BLOCK = 4 << 20
@@ -23,8 +24,10 @@ LARGE_BLOCK = 4 << 20
 _M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 
 
+@functools.cache
 def return_large_blocks(threshold: int = LARGE_BLOCK) -> bool:
-    """Fix glibc's mmap threshold at ``threshold`` bytes for this process.
+    """Fix glibc's mmap threshold at ``threshold`` bytes for this process (once: the app calls
+    this on every rerun, and finding the C library runs ``ldconfig``).
 
     Returns False (and changes nothing) where the C library is not glibc, e.g. macOS or musl.
     """
