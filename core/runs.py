@@ -68,6 +68,17 @@ def _selected(store: Store, run: RunInfo) -> pd.DataFrame:
     return chosen[["query_id", "doc_id", "query_hash", "doc_hash", "score", "margin"]]
 
 
+def _finished_pair(store: Store, run_a: int, run_b: int) -> list[RunInfo]:
+    """The two runs to compare, refusing the same run twice or an unfinished one."""
+    if run_a == run_b:
+        raise WorkbenchError("pick two different runs to compare")
+    runs = [store.get_run(run_a), store.get_run(run_b)]
+    for run in runs:
+        if run.status != "done":
+            raise WorkbenchError(f"run {run.run_id} is {run.status}; only finished runs compare")
+    return runs
+
+
 def compare_runs(store: Store, run_a: int, run_b: int) -> RunComparison:
     """Compare the negatives two runs selected.
 
@@ -76,12 +87,7 @@ def compare_runs(store: Store, run_a: int, run_b: int) -> RunComparison:
     Raises:
         WorkbenchError: the same run twice, an unknown or unfinished run.
     """
-    if run_a == run_b:
-        raise WorkbenchError("pick two different runs to compare")
-    runs = [store.get_run(run_a), store.get_run(run_b)]
-    for run in runs:
-        if run.status != "done":
-            raise WorkbenchError(f"run {run.run_id} is {run.status}; only finished runs compare")
+    runs = _finished_pair(store, run_a, run_b)
     a, b = (_selected(store, r) for r in runs)
     sets_a = a.groupby("query_hash")["doc_hash"].agg(set)
     sets_b = b.groupby("query_hash")["doc_hash"].agg(set)
@@ -119,12 +125,7 @@ def selection_overlap(store: Store, run_a: int, run_b: int) -> tuple[pd.DataFram
     Raises:
         WorkbenchError: the same run twice, an unfinished run, or runs of different datasets.
     """
-    if run_a == run_b:
-        raise WorkbenchError("pick two different runs to compare")
-    runs = [store.get_run(run_a), store.get_run(run_b)]
-    for run in runs:
-        if run.status != "done":
-            raise WorkbenchError(f"run {run.run_id} is {run.status}; only finished runs compare")
+    runs = _finished_pair(store, run_a, run_b)
     if runs[0].dataset_id != runs[1].dataset_id:
         raise WorkbenchError(f"runs {run_a} and {run_b} mined different dataset versions; "
                              "compare them with compare_runs, which matches texts")
