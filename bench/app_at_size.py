@@ -43,6 +43,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from results import report  # noqa: E402  (bench/, the script's own folder)
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -257,10 +259,7 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
     result["load_average_end"] = os.getloadavg()[0]
-    print(json.dumps(result, indent=2), flush=True)
-    if args.json:
-        with open(args.json, "a", encoding="utf-8") as f:
-            f.write(json.dumps(result) + "\n")
+    report(result, args.json)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ import core.layout  # noqa: E402
 from core.projection import EmbeddingVersion, embedded_points, project  # noqa: E402
 from core.store import Store  # noqa: E402
 from core.vectors import fingerprint, ingest_vectors  # noqa: E402
+from results import report  # noqa: E402  (bench/, the script's own folder)
 
 
 def preservation(vectors: np.ndarray, xy: np.ndarray, k: int = 10, sample: int = 1000) -> float:
@@ -123,10 +124,7 @@ def main() -> None:
         result["compare_kept_fast"] = round(preservation(sample, fast), 3)
         result["compare_kept_umap_default"] = round(preservation(sample, reference), 3)
     result["load_average_end"] = os.getloadavg()[0]
-    print(json.dumps(result, indent=2), flush=True)
-    if args.json:
-        with open(args.json, "a", encoding="utf-8") as f:
-            f.write(json.dumps(result) + "\n")
+    report(result, args.json)
 
 
 if __name__ == "__main__":

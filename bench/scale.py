@@ -38,6 +38,7 @@ from core.review import decide, next_review_item  # noqa: E402
 from core.runs import selection_overlap  # noqa: E402
 from core.store import Store  # noqa: E402
 from core.vectors import ingest_vectors, read_manifest  # noqa: E402
+from results import report  # noqa: E402  (bench/, the script's own folder)
 
 
 def peak_rss_gb() -> float:
@@ -186,10 +187,7 @@ def time_queries(store: Store, run, other, args: argparse.Namespace, result: dic
     result["peak_rss_gb"] = peak_rss_gb()
     result["load_average_end"] = os.getloadavg()[0]
     store.close()
-    print(json.dumps(result, indent=2), flush=True)
-    if args.json:
-        with open(args.json, "a", encoding="utf-8") as f:
-            f.write(json.dumps(result) + "\n")
+    report(result, args.json)
 
 
 if __name__ == "__main__":
