@@ -27,7 +27,8 @@ class LexicalIndex:
         steps[starts] = 1  # a new token's postings may start lower
         self._sorted_postings = bool((steps > 0).all()) if len(steps) else True
 
-    def _query_ids(self, texts: Sequence[str]) -> list[list[int]]:
+    def query_token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's tokens as ids of the index's vocabulary (unknown tokens dropped)."""
         tokens = self._bm25s.tokenize(
             list(texts), stopwords="en", return_ids=False, show_progress=False
         )
@@ -38,7 +39,7 @@ class LexicalIndex:
         depth = min(depth, self.n_docs)
         scores = np.zeros((len(query_texts), depth), dtype=np.float32)
         ids = np.zeros((len(query_texts), depth), dtype=np.int64)
-        for row, token_ids in enumerate(self._query_ids(query_texts)):
+        for row, token_ids in enumerate(self.query_token_ids(query_texts)):
             s = self._retriever.get_scores(token_ids) if token_ids else np.zeros(self.n_docs)
             top = np.argsort(-s, kind="stable")[:depth]
             ids[row] = top
@@ -47,7 +48,10 @@ class LexicalIndex:
 
     def score_pairs(self, query_text: str, doc_indices: np.ndarray) -> np.ndarray:
         """Return the BM25 score of one query against the given documents."""
-        token_ids = self._query_ids([query_text])[0]
+        return self.score_tokens(self.query_token_ids([query_text])[0], doc_indices)
+
+    def score_tokens(self, token_ids: list[int], doc_indices: np.ndarray) -> np.ndarray:
+        """``score_pairs`` for a query already tokenized (``query_token_ids``)."""
         if not token_ids:
             return np.zeros(len(doc_indices), dtype=np.float32)
         if not self._sorted_postings:

@@ -472,3 +472,19 @@ def test_curated_respects_suspicion_and_decisions(topical_ws, tmp_path):
         assert (risky.decision == "hard_negative").all()
         firsts = planned[planned.idx == 1]
         assert (firsts.decision == "hard_negative").all() and len(firsts) == again.n_queries
+
+
+def test_signal_texts_are_the_json_of_the_rounded_features():
+    from core.false_negatives.suspicion import signal_texts
+
+    rng = np.random.default_rng(0)
+    features = {"relative_score": rng.normal(size=500).astype(np.float32),
+                "lexical_global_pct": rng.random(500).astype(np.float32),
+                "cluster": np.zeros(500, np.float32)}
+    expected = [json.dumps({n: round(float(v[i]), 5) for n, v in features.items()})
+                for i in range(500)]
+    assert signal_texts(features, 500) == expected
+    features["cluster"][7] = np.nan  # JSON spells it NaN, as json.dumps does
+    assert signal_texts(features, 9)[7] == json.dumps(
+        {n: round(float(v[7]), 5) for n, v in features.items()})
+    assert signal_texts({}, 2) == ["{}", "{}"]

@@ -26,7 +26,10 @@ class Lexical(Detector):
         index = ctx.cache.get("bm25")
         if index is None:
             index = ctx.cache["bm25"] = LexicalIndex(ctx.doc_texts)
-        values = index.score_pairs(ctx.query_texts[row], doc_indices)
+        tokens = ctx.cache.get("bm25_query_tokens")
+        if tokens is None:  # every query at once: one tokenizer call instead of one per query
+            tokens = ctx.cache["bm25_query_tokens"] = index.query_token_ids(ctx.query_texts)
+        values = index.score_tokens(tokens[row], doc_indices)
         return RawSignal(np.log1p(values).astype(np.float32))
 
     def reason(self, value: float, evidence: float, detail: str | None) -> str | None:

@@ -123,15 +123,25 @@ class Scorer:
 def suspicion_rows(query_id: str, doc_ids: np.ndarray, result: PoolSuspicion,
                    keep: int) -> dict[str, list]:
     """Columns for ``Store.put_suspicion`` from the first ``keep`` candidates of a pool."""
-    names = list(result.features)
-    signals = [
-        json.dumps({n: round(float(result.features[n][i]), 5) for n in names})
-        for i in range(keep)
-    ]
     return {
         "query_id": [query_id] * keep,
         "doc_id": list(doc_ids[:keep]),
         "suspicion": result.suspicion[:keep].tolist(),
-        "reasons": [json.dumps(r) for r in result.reasons[:keep]],
-        "signals": signals,
+        "reasons": [json.dumps(r) if r else "[]" for r in result.reasons[:keep]],
+        "signals": signal_texts(result.features, keep),
     }
+
+
+def signal_texts(features: dict[str, np.ndarray], keep: int) -> list[str]:
+    """Each of the first ``keep`` candidates' features as a JSON object, values rounded to 5
+    decimals: the text ``json.dumps({name: round(value, 5)})`` gives, built a pool at a time
+    (``np.round`` of the float32 features matches ``round`` on them; repr is JSON's number)."""
+    names = list(features)
+    columns = [np.round(np.asarray(features[n][:keep], dtype=np.float64), 5) for n in names]
+    if not names:
+        return ["{}"] * keep
+    if not all(np.isfinite(c).all() for c in columns):  # NaN and infinities: JSON's spelling
+        return [json.dumps({n: round(float(c[i]), 5) for n, c in zip(names, columns)})
+                for i in range(keep)]
+    template = "{" + ", ".join(f"{json.dumps(n)}: %r" for n in names) + "}"
+    return [template % row for row in zip(*(c.tolist() for c in columns))]
