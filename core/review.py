@@ -128,8 +128,7 @@ class ReviewCard:
 def review_card(store: Store, run_id: int, row: pd.Series) -> ReviewCard:
     """Build the card for one queue row (texts of the query, candidate and positives)."""
     run = store.get_run(run_id)
-    positives = store.dataset_frame(run.dataset_id, "positives")
-    pos_ids = positives.loc[positives["query_id"].eq(row["query_id"]), "doc_id"].tolist()
+    pos_ids = store.query_positives(run.dataset_id, row["query_id"])
     docs = store.lookup_texts(run.dataset_id, "documents", [row["doc_id"], *pos_ids])
     query = store.lookup_texts(run.dataset_id, "queries", [row["query_id"]])
     reasons = json.loads(row["reasons"]) if isinstance(row.get("reasons"), str) else []
@@ -175,13 +174,25 @@ def next_review_item(store: Store, run_id: int | None = None,
     return row
 
 
+def would_export(store: Store, run_id: int, rows: pd.DataFrame) -> list[bool]:
+    """Whether a default export of the run takes each (query_id, doc_id) row now (in SQL, for
+    the rows' queries only)."""
+    run = store.get_run(run_id)
+    planned = store.export_negatives(run.run_id, run.dataset_id, run.num_negatives,
+                                     sorted(set(rows["query_id"])), run.short_queries,
+                                     with_text=False)
+    taken = set(zip(planned["query_id"], planned["doc_id"]))
+    return [k in taken for k in zip(rows["query_id"], rows["doc_id"])]
+
+
 def review_head(store: Store, run_id: int | None = None, limit: int = 50,
-                query_id: str | None = None) -> pd.DataFrame:
+                query_id: str | None = None, hard_only: bool = False) -> pd.DataFrame:
     """The first ``limit`` undecided rows of ``review_queue`` (default filters), found in SQL.
 
     What the Review page shows of a queue too large to read whole: the rows carry the columns
     ``review_card`` and ``core.review_filters.queue_table`` use (reasons, would_export, margin,
-    decision and decided_by, None here since the rows are undecided).
+    decision and decided_by, None here since the rows are undecided). ``hard_only``: only rows
+    of the hard set (see ``review_queue``).
 
     Returns:
         query_id, doc_id, rank, score, pos_score, suspicion, hard_set, reasons, would_export,
@@ -194,14 +205,11 @@ def review_head(store: Store, run_id: int | None = None, limit: int = 50,
         dense = get_strategy(run.strategy).pool_source == "dense"
     except WorkbenchError:
         dense = False
-    rows = store.review_next(run.run_id, run.dataset_id, run.num_negatives, limit, query_id, dense)
+    rows = store.review_next(run.run_id, run.dataset_id, run.num_negatives, limit, query_id, dense,
+                             hard_only)
     rows = rows.merge(store.candidate_reasons(run.run_id, rows), on=["query_id", "doc_id"],
                       how="left") if len(rows) else rows.assign(reasons=None)
-    planned = store.export_negatives(run.run_id, run.dataset_id, run.num_negatives,
-                                     sorted(set(rows["query_id"])), run.short_queries,
-                                     with_text=False) if len(rows) else None
-    rows["would_export"] = pd.MultiIndex.from_frame(rows[["query_id", "doc_id"]]).isin(
-        pd.MultiIndex.from_frame(planned[["query_id", "doc_id"]])) if len(rows) else []
+    rows["would_export"] = would_export(store, run.run_id, rows) if len(rows) else []
     rows["margin"] = rows["pos_score"] - rows["score"]
     suspicion = rows["suspicion"].astype(float)
     rows["priority"] = suspicion.where(suspicion.notna(), rows["score"].astype(float))

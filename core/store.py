@@ -238,6 +238,26 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class PairPoolFacts:
+    """What one (query, document) pair's content hashes cover in a run's pool.
+
+    Attributes:
+        query_ids: the pool's queries with an id pair of these two texts (sorted).
+        pairs_per_query: distinct id pairs of the pool with these two texts, per query.
+        selected: whether the run selected any of them.
+    """
+
+    query_ids: tuple[str, ...]
+    pairs_per_query: tuple[int, ...]
+    selected: bool
+
+    @property
+    def pool_pairs(self) -> int:
+        """Distinct id pairs of the pool with these two texts."""
+        return sum(self.pairs_per_query)
+
+
+@dataclass(frozen=True)
 class DatasetContent:
     """Validated rows of one dataset, ready to be written in a single transaction.
 
@@ -519,6 +539,12 @@ class Store:
             f"ORDER BY {orders[table]}",
             [dataset_id],
         ).df()
+
+    def query_positives(self, dataset_id: int, query_id: str) -> list[str]:
+        """One query's labeled positive document ids, sorted (``dataset_frame``'s order)."""
+        return [r[0] for r in self._cursor().execute(
+            "SELECT doc_id FROM positives WHERE dataset_id = ? AND query_id = ? ORDER BY doc_id",
+            [dataset_id, query_id]).fetchall()]
 
     def pair_hashes(self, dataset_id: int, query_id: str, doc_id: str) -> tuple[str, str] | None:
         """Return (query hash, document hash) of a dataset's query and document, None if unknown."""
@@ -1054,20 +1080,59 @@ class Store:
     # and join it to the run's candidates on the id hashes.
     _DECIDED = "decided AS (SELECT query_id, doc_id, qh, dh, label FROM decided_pairs)"
 
-    @contextmanager
-    def _decided_pairs(self, cur: duckdb.DuckDBPyConnection, dataset_id: int) -> Iterator[None]:
-        version = cur.execute(
+    def decisions_version(self) -> tuple[int, int]:
+        """(newest decision id, retractions): changes with every decision and every undo.
+
+        Decision ids come from one sequence under the write lock, so a decision recorded right
+        after version (n, r) with nothing else in between has id n + 1 and leaves (n + 1, r).
+        """
+        return self._decisions_version(self._cursor())
+
+    @staticmethod
+    def _decisions_version(cur: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+        row = cur.execute(
             "SELECT (SELECT coalesce(max(decision_id), 0) FROM decisions), "
             "(SELECT count(*) FROM retractions)").fetchall()[0]
+        return int(row[0]), int(row[1])
+
+    def pair_pool_facts(self, run_id: int, dataset_id: int, query_id: str,
+                        doc_id: str) -> PairPoolFacts:
+        """What a decision on (query_id, doc_id) touches in a run's pool.
+
+        Decisions are keyed by the texts' content hashes, so one applies to every id pair of the
+        dataset with the same two texts: those pairs' queries, how many distinct id pairs of the
+        pool they are, and whether the run selected any of them. Read by the queries' ids, which
+        lets the scan skip other queries' row groups.
+        """
+        cur = self._cursor()
+        texts = (
+            "SELECT {col} FROM {table} WHERE dataset_id = $dataset AND text_hash = ("
+            "SELECT text_hash FROM {table} WHERE dataset_id = $dataset AND {col} = $id)")
+        params = {"dataset": dataset_id}
+        query_ids = [r[0] for r in cur.execute(
+            texts.format(col="query_id", table="queries"), {**params, "id": query_id}).fetchall()]
+        doc_ids = [r[0] for r in cur.execute(
+            texts.format(col="doc_id", table="documents"), {**params, "id": doc_id}).fetchall()]
+        if not query_ids or not doc_ids:
+            return PairPoolFacts((), (), False)
+        rows = cur.execute(  # the id range lets the scan skip row groups
+            "SELECT query_id, count(DISTINCT (qh, dh)), bool_or(selected) FROM candidates "
+            "WHERE run_id = ? AND query_id BETWEEN ? AND ? "
+            "AND list_contains(?::VARCHAR[], query_id) AND list_contains(?::VARCHAR[], doc_id) "
+            "GROUP BY query_id ORDER BY query_id",
+            [run_id, min(query_ids), max(query_ids), query_ids, doc_ids]).fetchall()
+        return PairPoolFacts(tuple(r[0] for r in rows), tuple(int(r[1]) for r in rows),
+                             any(bool(r[2]) for r in rows))
+
+    @contextmanager
+    def _decided_pairs(self, cur: duckdb.DuckDBPyConnection, dataset_id: int) -> Iterator[None]:
+        version = self._decisions_version(cur)
         key = (self._key, dataset_id, version)
         frame = _decided_cache.get(key)
         if frame is None:  # the join scans the dataset's documents: once per decision change
-            frame = cur.execute(
-                "SELECT q.query_id, d.doc_id, hash(q.query_id) AS qh, hash(d.doc_id) AS dh, "
-                "l.label FROM latest_decisions l "
-                "JOIN queries q ON q.dataset_id = ? AND q.text_hash = l.query_hash "
-                "JOIN documents d ON d.dataset_id = ? AND d.text_hash = l.doc_hash",
-                [dataset_id, dataset_id]).df()
+            before = _decided_cache.get((self._key, dataset_id, (version[0] - 1, version[1])))
+            frame = self._decided_frame(cur, dataset_id) if before is None else \
+                self._decided_frame_after(cur, dataset_id, before, version[0])
             if len(_decided_cache) > 16:
                 _decided_cache.clear()
             _decided_cache[key] = frame
@@ -1077,12 +1142,38 @@ class Store:
         finally:
             cur.unregister("decided_pairs")
 
+    _DECIDED_FRAME = (
+        "SELECT q.query_id, d.doc_id, hash(q.query_id) AS qh, hash(d.doc_id) AS dh, "
+        "l.label FROM latest_decisions l "
+        "JOIN queries q ON q.dataset_id = $dataset AND q.text_hash = l.query_hash "
+        "JOIN documents d ON d.dataset_id = $dataset AND d.text_hash = l.doc_hash")
+
+    def _decided_frame(self, cur: duckdb.DuckDBPyConnection, dataset_id: int) -> pd.DataFrame:
+        """The dataset's id pairs with a live decision: (query_id, doc_id, qh, dh, label)."""
+        return cur.execute(self._DECIDED_FRAME, {"dataset": dataset_id}).df()
+
+    def _decided_frame_after(self, cur: duckdb.DuckDBPyConnection, dataset_id: int,
+                             before: pd.DataFrame, decision_id: int) -> pd.DataFrame:
+        """``_decided_frame`` from the one before decision ``decision_id`` (the only change since):
+        that decision's pair of texts read again, the other rows kept."""
+        pair = cur.execute("SELECT query_hash, doc_hash FROM decisions WHERE decision_id = ?",
+                           [decision_id]).fetchall()
+        if not pair:  # the sequence skipped an id: nothing to go on
+            return self._decided_frame(cur, dataset_id)
+        now = cur.execute(
+            self._DECIDED_FRAME + " WHERE l.query_hash = $qhash AND l.doc_hash = $dhash",
+            {"dataset": dataset_id, "qhash": pair[0][0], "dhash": pair[0][1]}).df()
+        ids = set(zip(now["query_id"], now["doc_id"]))
+        kept = before[[k not in ids for k in zip(before["query_id"], before["doc_id"])]]
+        return pd.concat([kept, now], ignore_index=True) if len(now) else kept
+
     def _id_hash(self, cur: duckdb.DuckDBPyConnection, value: str) -> int:
         """DuckDB's hash of an id (what candidates.qh and .dh hold)."""
         return int(cur.execute("SELECT hash(?::VARCHAR)", [value]).fetchall()[0][0])
 
     def review_next(self, run_id: int, dataset_id: int, k: int, limit: int = 1,
-                    query_id: str | None = None, ranked_by_score: bool = True) -> pd.DataFrame:
+                    query_id: str | None = None, ranked_by_score: bool = True,
+                    hard_only: bool = False) -> pd.DataFrame:
         """The first undecided candidates of ``core.review.review_queue``'s order, computed in SQL.
 
         The hard set (each query's k highest-scoring candidates not marked false negative or
@@ -1092,6 +1183,9 @@ class Store:
         only the others are windowed, over the ranks their hard set can reach. The order is found
         on the id hashes (no string is decoded for millions of rows), then the few winners' ids
         are read (ties on priority and score are broken by the ids among the first limit + 64).
+        ``hard_only``: only hard-set rows, even when fewer than ``limit``. With ``query_id``, the
+        id itself is filtered too: pools are stored query by query, so the scan skips the other
+        queries' row groups.
 
         Columns: query_id, doc_id, rank, score, pos_score, suspicion, hard_set.
         """
@@ -1099,11 +1193,13 @@ class Store:
         params: dict[str, Any] = {"run": run_id, "k": k, "limit": limit + 64}
         scope = ""
         if query_id is not None:
-            scope, params["query"] = " AND c.qh = $query", self._id_hash(cur, query_id)
+            scope = " AND c.qh = $query AND c.query_id = $query_id"
+            params["query"], params["query_id"] = self._id_hash(cur, query_id), query_id
         if ranked_by_score:
             special = """
                 SELECT qh FROM rejected UNION
-                SELECT DISTINCT qh FROM candidates WHERE run_id = $run AND rank IS NULL"""
+                SELECT DISTINCT qh FROM candidates c WHERE run_id = $run AND rank IS NULL""" \
+                + scope
             reach = (" AND (c.rank IS NULL OR c.rank <= $k + "
                      "(SELECT coalesce(max(n), 0) FROM rejected))")
             plain = """
@@ -1111,7 +1207,7 @@ class Store:
                 WHERE c.run_id = $run AND c.rank <= $k""" + scope + """
                   AND c.qh NOT IN (SELECT qh FROM special)"""
         else:  # lexical pools: ranks do not follow scores, every query is windowed
-            special = "SELECT DISTINCT qh FROM candidates WHERE run_id = $run"
+            special = "SELECT DISTINCT qh FROM candidates c WHERE run_id = $run" + scope
             reach, plain = "", "SELECT qh, dh, rank, score, suspicion FROM candidates WHERE false"
         common = "WITH " + self._DECIDED + """,
             rejected AS (
@@ -1136,7 +1232,7 @@ class Store:
             first = cur.execute(
                 common + " SELECT qh, dh, rank, score, suspicion, true AS hard_set FROM hard h"
                 " WHERE" + undecided.format(t="h") + order, params).df()
-            if len(first) < limit:
+            if len(first) < limit and not hard_only:
                 rest = cur.execute(
                     common + """ SELECT c.qh, c.dh, c.rank, c.score, c.suspicion,
                            false AS hard_set
@@ -1145,13 +1241,15 @@ class Store:
                       AND NOT EXISTS (SELECT 1 FROM hard h WHERE h.qh = c.qh AND h.dh = c.dh)"""
                     + order.replace("suspicion", "c.suspicion"), params).df()
                 first = pd.concat([first, rest], ignore_index=True)
-        return self._with_ids(run_id, first, limit)
+        return self._with_ids(run_id, first, limit, query_id)
 
-    def _with_ids(self, run_id: int, rows: pd.DataFrame, limit: int) -> pd.DataFrame:
+    def _with_ids(self, run_id: int, rows: pd.DataFrame, limit: int,
+                  query_id: str | None = None) -> pd.DataFrame:
         """Read the ids (and pos_score) of the winners found by their hashes, in queue order.
 
         Only the first ``limit`` rows and those tied with the last of them on priority and score
-        are looked up, one point query each (an IN list over 10M rows is not pushed down).
+        are looked up, one point query each (an IN list over 10M rows is not pushed down); all of
+        one query's at once when the rows are that query's.
         """
         columns = ["query_id", "doc_id", "rank", "score", "pos_score", "suspicion", "hard_set"]
         if rows.empty:
@@ -1164,10 +1262,16 @@ class Store:
             & (rows["score"] == last["score"])
         rows = rows[(np.arange(len(rows)) < limit) | tied.to_numpy()]
         cur = self._cursor()
-        ids = [cur.execute(
-            "SELECT query_id, doc_id, pos_score FROM candidates WHERE run_id = ? AND qh = ? "
-            "AND dh = ?", [run_id, int(qh), int(dh)]).fetchall()[0]
-            for qh, dh in zip(rows["qh"], rows["dh"])]
+        if query_id is not None:
+            found = {(int(r[0]), int(r[1])): r[2:] for r in cur.execute(
+                "SELECT qh, dh, query_id, doc_id, pos_score FROM candidates WHERE run_id = ? "
+                "AND query_id = ?", [run_id, query_id]).fetchall()}
+            ids = [found[(int(qh), int(dh))] for qh, dh in zip(rows["qh"], rows["dh"])]
+        else:
+            ids = [cur.execute(
+                "SELECT query_id, doc_id, pos_score FROM candidates WHERE run_id = ? AND qh = ? "
+                "AND dh = ?", [run_id, int(qh), int(dh)]).fetchall()[0]
+                for qh, dh in zip(rows["qh"], rows["dh"])]
         rows = rows.assign(query_id=[i[0] for i in ids], doc_id=[i[1] for i in ids],
                            pos_score=[i[2] for i in ids])
         rows = rows.sort_values(["hard_set", "priority", "score", "query_id", "doc_id"],
@@ -1264,7 +1368,8 @@ class Store:
         if wanted is not None and not wanted:
             scope = " AND false"
         elif wanted is not None and len(wanted) == 1:  # a point filter the scan can push down
-            scope, scope_params = " AND qh = ?", [self._id_hash(cur, wanted[0])]
+            scope = " AND qh = ? AND query_id BETWEEN ? AND ?"  # the id skips row groups
+            scope_params = [self._id_hash(cur, wanted[0]), wanted[0], wanted[0]]
         elif wanted is not None:
             # The id range is redundant but lets DuckDB skip row groups: pools are stored query
             # by query, so a few queries' rows lie together (a preview reads them, not 10M rows).
@@ -1272,17 +1377,21 @@ class Store:
             scope_params = [wanted, wanted[0], wanted[-1]]
         if mode != "decisions":
             short_queries = None  # the fast path is the default rule's
+        one = scope_params[0] if wanted is not None and len(wanted) == 1 else None
         with self._decided_pairs(cur, dataset_id):
             return self._export_negatives(cur, run_id, dataset_id, k, scope, scope_params,
-                                          short_queries, with_text, mode)
+                                          short_queries, with_text, mode, one)
 
     def _export_negatives(self, cur: duckdb.DuckDBPyConnection, run_id: int, dataset_id: int,
                           k: int, scope: str, scope_params: list, short_queries: Sequence[str] |
-                          None, with_text: bool, mode: str) -> pd.DataFrame:
+                          None, with_text: bool, mode: str,
+                          one_query: int | None = None) -> pd.DataFrame:
         affected = [r[0] for r in cur.execute(
             "WITH " + self._DECIDED + " SELECT DISTINCT qh FROM decided "
             "UNION SELECT hash(unnest(?::VARCHAR[]))",
             [list(short_queries or [])]).fetchall() if r[0] is not None]
+        if one_query is not None:  # one query's hash: the others' change nothing
+            affected = [h for h in affected if h == one_query]
         parts = []
         if short_queries is not None:
             parts.append(cur.execute(
@@ -1526,12 +1635,13 @@ class Store:
                     return total - self._decided_in_pool(cur, run_id, dataset_id)
                 _pool_counts_cache[key] = (total, 0)
             return _pool_counts_cache[key][0] - self._decided_in_pool(cur, run_id, dataset_id)
-        params["query"] = self._id_hash(cur, query_id)
-        with self._decided_pairs(cur, dataset_id):
+        params["query"], params["query_id"] = self._id_hash(cur, query_id), query_id
+        with self._decided_pairs(cur, dataset_id):  # the id skips other queries' row groups
             return int(cur.execute(
                 "WITH " + self._DECIDED + """
                 SELECT count(DISTINCT (c.qh, c.dh)) FROM candidates c
-                WHERE c.run_id = $run AND c.qh = $query AND NOT EXISTS (
+                WHERE c.run_id = $run AND c.qh = $query AND c.query_id = $query_id
+                  AND NOT EXISTS (
                     SELECT 1 FROM decided x WHERE x.qh = c.qh AND x.dh = c.dh)""",
                 params).fetchall()[0][0])
 
@@ -1550,13 +1660,16 @@ class Store:
 
         Columns: query_id, doc_id, reasons; unscored pairs are absent.
         """
+        if pairs.empty:
+            return pd.DataFrame(columns=["query_id", "doc_id", "reasons"])
         cur = self._cursor()
         cur.register("wanted_pairs", pairs[["query_id", "doc_id"]])
-        try:
+        try:  # the id range lets the scan skip row groups (scores are stored query by query)
             return cur.execute(
                 "SELECT s.query_id, s.doc_id, s.reasons FROM suspicion s JOIN wanted_pairs w "
-                "ON s.query_id = w.query_id AND s.doc_id = w.doc_id WHERE s.run_id = ?",
-                [run_id]).df()
+                "ON s.query_id = w.query_id AND s.doc_id = w.doc_id WHERE s.run_id = ? "
+                "AND s.query_id BETWEEN ? AND ?",
+                [run_id, pairs["query_id"].min(), pairs["query_id"].max()]).df()
         finally:
             cur.unregister("wanted_pairs")
 
