@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.annotation import agreement, review_progress
+from core.annotation import agreement, current_progress
 from core.clusters import default_cluster_count
 from core.errors import WorkbenchError
 from core.highlight import shared_terms, text_block
 from core.projection import embedding_version
-from core.review import QueueFilters, decide, review_card
-from core.review_filters import ReviewScope, queue_head, queue_reason_kinds, queue_table
+from core.review import QueueFilters, review_card
+from core.review_filters import ReviewScope, queue_reason_kinds, queue_table
+from core.review_prefetch import cached_head, record_decision
 from app_pages import common
 
 ACTIONS = (("Hard negative", "hard_negative", "H", "primary"),
@@ -75,10 +76,15 @@ def _scope() -> ReviewScope:
 
 
 def _decide(query_id: str, doc_id: str, label: str) -> None:
-    """Button callback: record the decision, clear the note, say what happened."""
+    """Button callback: record the decision (the queue and progress kept in this session advance
+    past it), clear the note, say what happened."""
     try:
-        decide(store, run.run_id, query_id, doc_id, label, annotator,
-               st.session_state.get("review_note") or None)
+        recorded = record_decision(
+            store, run.run_id, query_id, doc_id, label, annotator,
+            st.session_state.get("review_note") or None,
+            st.session_state.get("review_queue_cache"), st.session_state.get("review_progress"))
+        st.session_state["review_queue_cache"] = recorded.queue
+        st.session_state["review_progress"] = recorded.progress
         st.session_state["review_message"] = ("success", f"{query_id} / {doc_id}: "
                                               f"{label.replace('_', ' ')}")
     except WorkbenchError as err:
@@ -98,8 +104,16 @@ def _undo() -> None:
         if undone else ("info", "Nothing to undo: you have no live decision."))
 
 
+def _current_progress():
+    """The run's progress, counted again only when decisions changed other than by this
+    session's decisions (which advance it, see ``_decide``)."""
+    progress = current_progress(store, run.run_id, st.session_state.get("review_progress"))
+    st.session_state["review_progress"] = progress
+    return progress
+
+
 def _progress() -> None:
-    progress = review_progress(store, run.run_id)
+    progress = _current_progress()
     table = progress.table.set_index("annotator")
     mine = int(table["decided"].get(annotator, 0))
     overall = int(table.loc["overall", "decided"])
@@ -167,9 +181,12 @@ def review_card_fragment(scope: ReviewScope) -> None:
     _progress()
     scope = ReviewScope(scope.filters, scope.pairs, frozenset(st.session_state["review_skipped"]),
                         scope.reason_kind)
-    # Each row of the head costs a lookup: the next 20 are fetched only while they are shown.
+    # The queue's head is read a few dozen rows at a time and kept in the session (see
+    # core.review_prefetch): a decision usually reads only its own query's rows again.
     show_next = st.session_state.get("review_show_next", False)
-    head = queue_head(store, run.run_id, scope, limit=20 if show_next else 1)
+    head, st.session_state["review_queue_cache"] = cached_head(
+        store, run.run_id, scope, st.session_state.get("review_queue_cache"),
+        limit=20 if show_next else 1)
     if head.rows.empty:
         common.info("Nothing left to review with these filters.")
         st.button("Undo", key="review_undo", shortcut="Z", on_click=_undo, icon=":material/undo:")
@@ -193,7 +210,7 @@ try:
         else:
             st.dataframe(report.pairs, hide_index=True, key="review_agreement")
             st.dataframe(report.disagreements, hide_index=True, key="review_disagreements")
-        st.dataframe(review_progress(store, run.run_id).table, hide_index=True,
+        st.dataframe(_current_progress().table, hide_index=True,
                      key="review_progress_table")
 except WorkbenchError as err:
     common.error(err)

@@ -22,11 +22,15 @@ class Progress:
         table: annotator (or "overall"), decided (pairs of the run's pool), of selected (of the
             run's selected negatives), then one column per label.
         pool_pairs: distinct pairs in the run's pool; selected_pairs: the run's selected negatives.
+        run_id: the run; version: the decisions version counted (``Store.decisions_version``,
+            read before counting, so a decision recorded meanwhile makes it look stale).
     """
 
     table: pd.DataFrame
     pool_pairs: int
     selected_pairs: int
+    run_id: int | None = None
+    version: tuple[int, int] | None = None
 
 
 def _row(name: str, decided: pd.DataFrame, selected: set[tuple[str, str]]) -> dict[str, object]:
@@ -45,6 +49,7 @@ def review_progress(store: Store, run_id: int) -> Progress:
     of millions of pairs is never read whole.
     """
     run = store.get_run(run_id)
+    version = store.decisions_version()
     pool_pairs, selected_pairs = store.pool_pair_counts(run.run_id, run.dataset_id)
     decisions = store.annotator_decisions()
     keys = ["query_hash", "doc_hash"]
@@ -57,7 +62,42 @@ def review_progress(store: Store, run_id: int) -> Progress:
                           columns=[*keys, "label"])
     rows.append(_row("overall", latest.merge(in_pool[keys], on=keys), selected))
     columns = ["annotator", "decided", "of selected", *LABELS]
-    return Progress(pd.DataFrame(rows, columns=columns), pool_pairs, selected_pairs)
+    return Progress(pd.DataFrame(rows, columns=columns), pool_pairs, selected_pairs, run.run_id,
+                    version)
+
+
+def current_progress(store: Store, run_id: int, known: Progress | None) -> Progress:
+    """``known`` while it counts the run's current decisions, else ``review_progress``."""
+    if (known is not None and known.run_id == run_id
+            and known.version == store.decisions_version()):
+        return known
+    return review_progress(store, run_id)
+
+
+def progress_with(progress: Progress, annotator: str, label: str, selected: bool,
+                  version: tuple[int, int]) -> Progress:
+    """The progress after one more decision, counted without reading the decisions again.
+
+    For a decision on a pool pair that had no live decision (an unreviewed pair of the queue),
+    recorded right after ``progress.version``: the annotator's and the overall counts each gain
+    one pair (of the run's selection when ``selected``) with ``label``; ``version`` is the
+    decisions version after it.
+
+    Raises:
+        ValueError: unknown label.
+    """
+    if label not in LABELS:
+        raise ValueError(f"label {label!r} is not one of {', '.join(LABELS)}")
+    columns = list(progress.table.columns)
+    rows = {r["annotator"]: r for r in progress.table.to_dict("records")}
+    for name in (annotator.strip(), "overall"):
+        row = rows.setdefault(name, {"annotator": name, **{c: 0 for c in columns[1:]}})
+        row["decided"] += 1
+        row[label] += 1
+        row["of selected"] += int(selected)
+    names = sorted(n for n in rows if n != "overall")
+    table = pd.DataFrame([rows[n] for n in [*names, "overall"]], columns=columns)
+    return Progress(table, progress.pool_pairs, progress.selected_pairs, progress.run_id, version)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,196 @@
+"""The Review page's next card without a queue read per decision.
+
+The head of the queue is read once (``PREFETCH`` rows, with its length) and kept current through
+this session's own decisions: a decision on query q changes only the queue rows of q (its hard set,
+which of its rows an export takes) and of the queries with q's text (decisions are keyed by the
+texts' content hashes), so those rows are read again and merged in; the others keep their places.
+The cache holds while nothing else changed the decisions: its version (``Store.decisions_version``)
+is checked on every use, and any other decision or an undo (another session's included) makes the
+next card a fresh read. The progress counts (``core.annotation``) advance the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pandas as pd
+
+from core.annotation import Progress, progress_with
+from core.review import decide, review_head, would_export
+from core.review_filters import QueueHead, ReviewScope, queue_head
+from core.store import Store
+
+PREFETCH = 30  # rows read at once: one queue read per a few dozen decisions
+_ORDER = ["hard_set", "priority", "score", "query_id", "doc_id"]
+_ASCENDING = [False, False, False, True, True]
+
+
+@dataclass(frozen=True)
+class QueueCache:
+    """The first rows of a run's queue as of a decisions version.
+
+    Attributes:
+        run_id: the run; scope: the scope read, without skips (they apply when serving).
+        version: ``Store.decisions_version`` when read (or after this session's decisions).
+        rows: the queue's first rows in order (``core.review.review_head``'s columns).
+        total: how many rows the whole queue holds.
+        complete: ``rows`` are the whole queue.
+    """
+
+    run_id: int
+    scope: ReviewScope
+    version: tuple[int, int]
+    rows: pd.DataFrame
+    total: int
+    complete: bool
+
+
+def cacheable(scope: ReviewScope) -> bool:
+    """Whether the queue of ``scope`` is read in SQL (see ``core.review_filters.queue_head``):
+    unreviewed pairs, at most one query, no other filter."""
+    f = scope.filters
+    return (f.unreviewed_only and not f.decided_by and not f.reason and f.query_ids is None
+            and scope.pairs is None and not scope.reason_kind)
+
+
+def _unskipped(scope: ReviewScope) -> ReviewScope:
+    return replace(scope, skipped=frozenset())
+
+
+def _among(rows: pd.DataFrame, pairs: set | frozenset) -> pd.Series:
+    """Which rows are one of ``pairs`` (query_id, doc_id)."""
+    return pd.Series([k in pairs for k in zip(rows["query_id"], rows["doc_id"])],
+                     index=rows.index, dtype=bool)
+
+
+def _serve(cache: QueueCache, skipped: frozenset, limit: int) -> QueueHead | None:
+    """The head from the cache (skipped pairs last); None when it holds too few rows."""
+    rows = cache.rows
+    is_skipped = _among(rows, skipped)
+    if int((~is_skipped).sum()) < limit and not cache.complete:
+        return None
+    ordered = pd.concat([rows[~is_skipped], rows[is_skipped]])
+    return QueueHead(ordered.head(limit).reset_index(drop=True), cache.total)
+
+
+def _read(store: Store, run_id: int, scope: ReviewScope, size: int) -> QueueCache:
+    """The queue's first ``size`` rows in order, skipped pairs in their places."""
+    version = store.decisions_version()  # before the read: a decision meanwhile looks stale
+    head = queue_head(store, run_id, scope, limit=size)
+    return QueueCache(run_id, scope, version, head.rows, head.total,
+                      len(head.rows) < size or len(head.rows) >= head.total)
+
+
+def cached_head(store: Store, run_id: int, scope: ReviewScope, cache: QueueCache | None,
+                limit: int = 1) -> tuple[QueueHead, QueueCache | None]:
+    """``queue_head``'s answer, from ``cache`` while it is current; and the cache to keep.
+
+    Scopes not read in SQL are read whole each time (no cache).
+    """
+    if not cacheable(scope):
+        return queue_head(store, run_id, scope, limit), None
+    if (cache is not None and cache.run_id == run_id and cache.scope == _unskipped(scope)
+            and cache.version == store.decisions_version()):
+        head = _serve(cache, scope.skipped, limit)
+        if head is not None:
+            return head, cache
+    cache = _read(store, run_id, _unskipped(scope), max(PREFETCH, 2 * limit) + len(scope.skipped))
+    return _serve(cache, scope.skipped, limit) or QueueHead(cache.rows.head(0), cache.total), cache
+
+
+def _before_or_at(rows: pd.DataFrame, last: pd.Series) -> pd.Series:
+    """Which rows come no later than ``last`` in queue order."""
+    key = [(not h, -p, -s, q, d) for h, p, s, q, d in zip(*[rows[c] for c in _ORDER])]
+    end = (not last["hard_set"], -last["priority"], -last["score"], last["query_id"],
+           last["doc_id"])
+    return pd.Series([k <= end for k in key], index=rows.index, dtype=bool)
+
+
+def _refreshed(store: Store, cache: QueueCache, queries: list[str]) -> pd.DataFrame | None:
+    """The cache's rows with those of ``queries`` read again; None when that cannot be exact.
+
+    Only a cache within the hard set qualifies: the rows read again are the queries' hard rows,
+    and a query's rows after the hard set would be missing. Rows after the cache's last row (or
+    after a query's last row read, when as many as asked came) are dropped: rows of other queries
+    not in the cache may come before them.
+    """
+    rows = cache.rows
+    if rows.empty or not rows["hard_set"].astype(bool).all():
+        return None
+    run = store.get_run(cache.run_id)
+    ask = run.num_negatives + 8  # a query's hard set holds at most num_negatives rows
+    keep = rows[~rows["query_id"].isin(queries)]
+    parts, ends = [keep], [] if cache.complete else [rows.iloc[-1]]
+    for query_id in queries:
+        fresh = review_head(store, run.run_id, ask, query_id, hard_only=True)
+        parts.append(fresh)
+        if len(fresh) >= ask:
+            ends.append(fresh.iloc[-1])
+    merged = pd.concat([p for p in parts if not p.empty] or [keep], ignore_index=True)
+    merged = merged.sort_values(_ORDER, ascending=_ASCENDING, kind="stable")
+    for end in ends:
+        merged = merged[_before_or_at(merged, end)]
+    return merged.reset_index(drop=True)
+
+
+def _export_flags(store: Store, run_id: int, rows: pd.DataFrame, queries: list[str]) -> list:
+    """The rows' would_export, read again for the rows of ``queries``."""
+    mine = rows["query_id"].isin(queries)
+    flags = pd.Series(rows["would_export"].astype(bool).to_numpy(), index=rows.index)
+    flags[mine] = would_export(store, run_id, rows[mine])
+    return flags.tolist()
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A decision recorded from the Review page, with the caches to keep after it.
+
+    Attributes:
+        decision_id: the stored decision; queue: the queue cache advanced past it, None when the
+            next card needs a fresh read; progress: the progress counts likewise.
+    """
+
+    decision_id: int
+    queue: QueueCache | None
+    progress: Progress | None
+
+
+def record_decision(store: Store, run_id: int, query_id: str, doc_id: str, label: str,
+                    annotator: str, note: str | None, queue: QueueCache | None,
+                    progress: Progress | None) -> Recorded:
+    """Record a decision (``core.review.decide``) and advance the caches past it.
+
+    The caches advance only when the decided pair is an unreviewed row of the queue cache and the
+    decision directly follows the cache's version (no other decision nor undo in between);
+    otherwise they are dropped and the next read starts over.
+
+    Raises:
+        WorkbenchError: as ``decide``.
+    """
+    decision_id = decide(store, run_id, query_id, doc_id, label, annotator, note)
+    if queue is None or queue.run_id != run_id or decision_id != queue.version[0] + 1:
+        return Recorded(decision_id, None, None)
+    pair = {(query_id, doc_id)}
+    if not _among(queue.rows, pair).any():
+        return Recorded(decision_id, None, None)
+    version = store.decisions_version()
+    if version != (decision_id, queue.version[1]):
+        return Recorded(decision_id, None, None)
+    run = store.get_run(run_id)
+    facts = store.pair_pool_facts(run.run_id, run.dataset_id, query_id, doc_id)
+    scoped = queue.scope.filters.query_id
+    touched = [q for q in facts.query_ids if scoped is None or q == scoped]
+    decided = sum(n for q, n in zip(facts.query_ids, facts.pairs_per_query) if q in touched)
+    rows = queue.rows[~_among(queue.rows, pair)].reset_index(drop=True)
+    if label != "hard_negative" or facts.pool_pairs > 1:
+        # the queries' hard sets changed (or more of their pairs were decided): read them again
+        rows = _refreshed(store, queue, touched)
+    elif rows["query_id"].isin(touched).any():
+        # a hard negative keeps the hard set; which of the query's rows an export takes changes
+        rows = rows.assign(would_export=_export_flags(store, run_id, rows, touched))
+    after = None if rows is None else replace(queue, version=version, rows=rows,
+                                              total=queue.total - decided)
+    counted = None
+    if progress is not None and progress.run_id == run_id and progress.version == queue.version:
+        counted = progress_with(progress, annotator, label, facts.selected, version)
+    return Recorded(decision_id, after, counted)
