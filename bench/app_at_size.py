@@ -223,8 +223,12 @@ def main() -> None:
     parser.add_argument("--decisions", type=int, default=9)
     parser.add_argument("--shots", type=Path, default=REPO / "test-output")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--only", choices=("map", "review"),
+                        help="measure only the Map page or only the review round trip")
     args = parser.parse_args()
     result = {"points": args.points, "load_average_start": os.getloadavg()[0]}
+    if args.only:
+        result["only"] = args.only
     result.update(build_workspace(args.data, args.workspace, args.points))
     print(json.dumps(result), flush=True)
     from playwright.sync_api import sync_playwright
@@ -243,12 +247,14 @@ def main() -> None:
                 page.locator(".st-key-annotator input").fill("bench")
                 page.locator(".st-key-annotator input").press("Enter")
                 idle_at(page)
-                measure_map(page, args.points, result)
-                print(json.dumps(result), flush=True)
                 args.shots.mkdir(exist_ok=True)
-                page.screenshot(path=str(args.shots / "app-at-size-map.png"))
-                measure_review(page, args.decisions, result)
-                page.screenshot(path=str(args.shots / "app-at-size-review.png"))
+                if args.only != "review":
+                    measure_map(page, args.points, result)
+                    print(json.dumps(result), flush=True)
+                    page.screenshot(path=str(args.shots / "app-at-size-map.png"))
+                if args.only != "map":
+                    measure_review(page, args.decisions, result)
+                    page.screenshot(path=str(args.shots / "app-at-size-review.png"))
             except Exception:
                 args.shots.mkdir(exist_ok=True)
                 page.screenshot(path=str(args.shots / "app-at-size-failure.png"))
