@@ -114,6 +114,10 @@ def _search_line(search: dict) -> str:
     """How a run's pool was searched, in one line."""
     if "reused_pool_of" in search:
         return f"re-used the stored pool of run {search['reused_pool_of']} (no search)"
+    if "grown_from" in search:
+        return (f"extended the stored pool of run {search['grown_from']} (an earlier version of "
+                f"the dataset) with {search['new_documents']} new or changed documents; "
+                f"{search['searched_again']} queries searched again")
     if search.get("index") == "ivf":
         return (f"IVF index, {search['nlist']} lists, nprobe {search['nprobe']}: recall@"
                 f"{search['depth']} {search['recall']:.3f} against exact search on "
@@ -352,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-kind", default="cross-encoder",
                    help="cross-encoder (default) or bi-encoder")
     p.add_argument("--fresh-search", action="store_true",
-                   help="search again even when an earlier run's stored pool could be re-used")
+                   help="search again even when an earlier run's stored pool could be re-used "
+                   "(or, for a re-ingested dataset, extended with the new documents)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = command("export", cmd_export, "export a run's negatives for training")

@@ -159,14 +159,15 @@ class _Pools:
     """
 
     def __init__(self, corpus: _Corpus, q_vecs: np.ndarray, d_vecs: np.ndarray, lexical: bool,
-                 seed: int = 0):
+                 seed: int = 0, indexed: bool = True):
         self.corpus, self.q_vecs, self.d_vecs = corpus, q_vecs, d_vecs
         self.n_docs = d_vecs.shape[0]
         if lexical and not any(corpus.doc_texts):
             raise WorkbenchError("a lexical (BM25) pool needs document texts, and this dataset "
                                  "has vectors only; choose a dense strategy")
         self.lexical = LexicalIndex(corpus.doc_texts) if lexical else None
-        self.index = None if lexical else build_index(d_vecs, seed=seed)
+        # Without an index (pools patched from a stored run), searches are exact.
+        self.index = None if lexical or not indexed else build_index(d_vecs, seed=seed)
         self.report = SearchReport("bm25" if lexical else "flat", 0, 0, 0, 1.0, 0, 1.0)
         self.seed = seed
         lengths = np.array([len(p) for p in corpus.positives], dtype=np.int64)
@@ -425,6 +426,35 @@ def run_counts(corpus: _Corpus, pool_list: list[QueryPool], selections: list[Sel
     return counts, short
 
 
+def _search_pools(store: Store, request: MineRequest, strategy: Strategy, encoder: VectorSource,
+                  dataset_id: int, embedded: tuple[_Corpus, np.ndarray, np.ndarray], depth: int,
+                  progress: PhaseProgress | None,
+                  timings: dict[str, float]) -> tuple[_Pools, list[QueryPool], dict[str, Any]]:
+    """The run's pools and their search info: from a run on an earlier version of the dataset
+    when one can serve (``core.remine.grown_pools``: only new documents are searched), else
+    searched (timings: index, search)."""
+    from core.remine import find_grown_base, grown_pools  # remine builds on this module
+
+    t = time.perf_counter()
+    corpus, q_vecs, d_vecs = embedded
+    base = find_grown_base(store, dataset_id, encoder.fingerprint, request, strategy,
+                           depth) if request.reuse_pool else None
+    pools = _Pools(corpus, q_vecs, d_vecs, strategy.pool_source == "lexical", request.seed,
+                   indexed=base is None)
+    report = pools.tune(depth)
+    timings["index"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if base is not None:
+        initial, info = grown_pools(store, base, pools, depth)
+        if progress:
+            progress("search", len(initial), len(initial))
+    else:
+        initial, info = _initial_pools(pools, depth, progress), report.as_dict()
+        pools.release_index()  # an IVF index holds a copy of every vector; widening is exact
+    timings["search"] = time.perf_counter() - t
+    return pools, initial, info
+
+
 def _execute(store, run_id, request, strategy, params, encoder, depth, progress, dataset_id):
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -442,13 +472,8 @@ def _execute(store, run_id, request, strategy, params, encoder, depth, progress,
     t = time.perf_counter()
     decisions = _decisions(store, corpus)
     teacher = load_teacher(request.teacher, request.teacher_kind) if request.teacher else None
-    pools = _Pools(corpus, q_vecs, d_vecs, strategy.pool_source == "lexical", request.seed)
-    report = pools.tune(depth)
-    timings["index"] = time.perf_counter() - t
-    t = time.perf_counter()
-    initial = _initial_pools(pools, depth, progress)
-    pools.release_index()  # an IVF index holds a copy of every vector; widening searches exactly
-    timings["search"] = time.perf_counter() - t
+    pools, initial, search_info = _search_pools(store, request, strategy, encoder, dataset_id,
+                                                (corpus, q_vecs, d_vecs), depth, progress, timings)
     t = time.perf_counter()
     explain = explain_depth(len(corpus.query_ids), depth, k)
     scorer = Scorer(DetectionContext(
@@ -469,7 +494,7 @@ def _execute(store, run_id, request, strategy, params, encoder, depth, progress,
     counts, short = run_counts(corpus, pool_list, selections, k, widened)
     timings["build_pool"] = time.perf_counter() - t
     t = time.perf_counter()
-    search_info = {**report.as_dict(), "teacher": request.teacher, "explain_depth": explain}
+    search_info = {**search_info, "teacher": request.teacher, "explain_depth": explain}
     store.finish_run(run_id, frame, timings, counts, len(corpus.query_ids), short, search_info,
                      suspicion=(suspicion, "cold"))
     timings["store"] = time.perf_counter() - t

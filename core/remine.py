@@ -9,6 +9,16 @@ past what is stored makes the pool "too shallow", and ``mine`` searches again in
 
 The new run records ``search["reused_pool_of"]`` and inherits the base's suspicion rows (the
 suspicion of a candidate depends on the candidate and the base's pools, not on the strategy).
+
+A re-ingested dataset (a new version under the same name, e.g. with 1 % more documents) cannot
+reuse a pool as it is, but a dense one can be extended (``find_grown_base``, ``grown_pools``):
+only the new or changed documents are scored against every query and merged into the stored
+top ``depth``; queries whose text or positives changed, or whose pool held a removed or changed
+document, are searched again. The pools equal a fresh search's. Suspicion is then computed
+afresh over them, not inherited: BM25 evidence (IDF), the topic clusters and the percentile
+references all depend on the whole corpus, so every candidate's suspicion may move a little
+when documents are added, and the run stays identical to a fresh mine of the grown version.
+Lexical (BM25) pools are searched again: their ranking itself depends on the corpus.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from core import pool_rows
 from core.false_negatives.suspicion import PoolSuspicion
 from core.mine import (
     MineRequest, PhaseProgress, VectorSource, _Corpus, _decisions, _given_outside, _load_corpus,
-    _rng, embed_corpus, run_counts,
+    _Pools, _rng, embed_corpus, run_counts,
 )
 from core.mining import (
     MiningContext, QueryPool, Selection, Strategy, get_strategy, params_dict,
@@ -215,3 +225,104 @@ def _frame(pool_list: list[QueryPool], selections: list[Selection], stored: _Sto
         values.append(stored.suspicion[qi][inside[0]] if len(inside)
                       else stored.given_suspicion.get((q, d), np.nan))
     return pool_rows.append_rows(frame, given.assign(suspicion=np.array(values, np.float32)))
+
+
+# -- a grown dataset: search only what changed ---------------------------------------------------
+
+def find_grown_base(store: Store, dataset_id: int, model_fp: str, request: MineRequest,
+                    strategy: Strategy, depth: int) -> RunInfo | None:
+    """The newest run on an earlier version of this dataset (same name, re-ingested) whose stored
+    pool ``grown_pools`` can extend; None when there is none or the strategy's pool is lexical
+    (BM25 scores depend on the whole corpus, so every lexical pool may change)."""
+    if strategy.pool_source != "dense":
+        return None
+    name = store.dataset_name(dataset_id)
+    for info in store.list_datasets(include_inactive=True):  # newest first
+        if info.name == name and info.dataset_id < dataset_id:
+            run = find_reusable_run(store, info.dataset_id, model_fp, request, strategy, depth)
+            if run is not None:
+                return run
+    return None
+
+
+def _changed_documents(store: Store, base: RunInfo, corpus: _Corpus) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+    """(doc indices that are new or whose text changed since the base's dataset version; a mask
+    over the corpus of those that changed)."""
+    old = store.dataset_frame(base.dataset_id, "documents")
+    old_hash = pd.Series(old["text_hash"].to_numpy(), index=old["doc_id"].to_numpy())
+    before = old_hash.reindex(corpus.doc_ids).to_numpy()
+    now = np.asarray(corpus.doc_hashes, dtype=object)
+    fresh = pd.isna(before) | (before != now)
+    return np.flatnonzero(fresh), fresh & ~pd.isna(before)
+
+
+def _unchanged_queries(store: Store, base: RunInfo, corpus: _Corpus,
+                       stale_doc: np.ndarray) -> np.ndarray:
+    """Per query row: same text and the same positives as in the base's dataset version, with no
+    positive whose text changed."""
+    queries = store.dataset_frame(base.dataset_id, "queries")
+    hashes = pd.Series(queries["text_hash"].to_numpy(), index=queries["query_id"].to_numpy())
+    same = hashes.reindex(corpus.query_ids).to_numpy() == np.asarray(corpus.query_hashes, object)
+    old = store.dataset_frame(base.dataset_id, "positives").groupby("query_id")["doc_id"]
+    old_sets = {q: frozenset(d) for q, d in old}
+    doc_ids = np.asarray(corpus.doc_ids, dtype=object)
+    for row, positives in enumerate(corpus.positives):
+        if same[row]:
+            same[row] = (old_sets.get(corpus.query_ids[row]) == frozenset(doc_ids[positives])
+                         and not stale_doc[positives].any())
+    return same
+
+
+def grown_pools(store: Store, base: RunInfo, pools: _Pools,
+                depth: int) -> tuple[list[QueryPool], dict[str, Any]]:
+    """Each query's top ``depth`` pool over a grown corpus from ``base``'s stored pool: the new
+    documents are scored against every query and merged into it; a query whose text or
+    positives changed, or whose stored pool holds a removed or changed document or is shallower
+    than ``depth``, is searched again (exactly). ``pools`` is the run's ``core.mine._Pools``.
+
+    The result equals a fresh search's pools up to the order of scores equal within float
+    rounding (new documents go after stored ones that score the same). Returns the pools and
+    the run's search info (the base's search, ``grown_from``, counts of what was searched).
+    """
+    corpus, q_vecs, d_vecs = pools.corpus, pools.q_vecs, pools.d_vecs
+    stored = _stored_pools(store, base, corpus, lexical=False)
+    new_docs, changed = _changed_documents(store, base, corpus)
+    stale = np.zeros(len(corpus.doc_ids) + 1, dtype=bool)  # the last slot: removed (index -1)
+    stale[np.flatnonzero(changed)] = stale[-1] = True
+    keep = _unchanged_queries(store, base, corpus, stale[:-1])
+    # As mine's search: 4096 queries at a time, each block fetching depth + its most exclusions.
+    lengths = np.array([len(e) for e in corpus.excluded], dtype=np.int64)
+    extra = np.maximum.reduceat(lengths, np.arange(0, len(lengths), 4096))
+    out: list[QueryPool | None] = [None] * len(corpus.query_ids)
+    for row in np.flatnonzero(keep):
+        old = stored.docs[row][:depth]
+        if len(old) < depth or stale[old].any():
+            keep[row] = False
+            continue
+        out[row] = _merged(pools, row, old, new_docs, depth, int(extra[row // 4096]))
+    again = np.flatnonzero(~keep)
+    for start in range(0, len(again), 4096):
+        for row, pool in zip(again[start:start + 4096], pools.build(again[start:start + 4096],
+                                                                     depth)):
+            out[row] = pool
+    info = {k: v for k, v in base.search.items() if k not in ("reused_pool_of", "grown_from")}
+    info.update(grown_from=base.run_id, new_documents=int(len(new_docs)),
+                searched_again=int(len(again)))
+    return out, info
+
+
+def _merged(pools: _Pools, row: int, old: np.ndarray, new_docs: np.ndarray, depth: int,
+            extra: int) -> QueryPool:
+    """One query's stored top ``depth`` with the new documents that score into it."""
+    corpus, q = pools.corpus, pools.q_vecs[row]
+    new = new_docs[~np.isin(new_docs, corpus.excluded[row])]
+    old_scores = pools.d_vecs[old] @ q
+    new_scores = pools.d_vecs[new] @ q
+    order = np.argsort(-new_scores, kind="stable")
+    at = np.searchsorted(-old_scores, -new_scores[order], side="right")
+    docs = np.insert(old, at, new[order])[:depth]
+    n_docs, excluded = pools.n_docs, len(corpus.excluded[row])
+    exhausted = min(n_docs, depth + extra) >= n_docs or len(docs) >= n_docs - excluded
+    return QueryPool(corpus.query_ids[row], docs, (pools.d_vecs[docs] @ q).astype(np.float32),
+                     float(pools.pos_scores[row]), bool(exhausted))

@@ -170,3 +170,11 @@ def test_mine_accepts_a_teacher(tmp_path, tiny_beir, tiny_model_dir):
 
     signals = Store(ws).run_candidates(1)["signals"].iloc[0]
     assert '"teacher"' in signals
+
+
+def test_the_search_line_says_a_pool_was_extended():
+    from core.cli import _search_line
+
+    line = _search_line({"index": "flat", "grown_from": 3, "new_documents": 20,
+                         "searched_again": 2})
+    assert "run 3" in line and "20 new or changed documents" in line and "2 queries" in line
