@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.false_negatives import detector_names, get_detector
-from core.false_negatives.base import DetectionContext, Detector
+from core.false_negatives.base import DetectionContext, Detector, RawSignal
 
 REASON_LIMIT = 3
 
@@ -104,13 +104,7 @@ class Scorer:
                 total_weight += det.weight
             if raw.decisive is not None:
                 floor = np.fmax(floor, np.nan_to_num(raw.decisive, nan=0.0))
-            details = raw.details or [None] * n
-            for i in range(explained):
-                text = det.reason(float(raw.values[i]), float(evidence[i]), details[i])
-                if text:
-                    strength = 2.0 if raw.decisive is not None and not np.isnan(
-                        raw.decisive[i]) else float(evidence[i])
-                    ranked[i].append((strength, text))
+            _explain(det, raw, evidence, ranked)
         cold = weighted / total_weight if total_weight else np.zeros(n)
         suspicion = np.clip(np.fmax(cold, floor), 0.0, 1.0).astype(np.float32)
         reasons = [[t for _, t in sorted(r, key=lambda x: -x[0])[:REASON_LIMIT]] for r in ranked]
@@ -118,6 +112,22 @@ class Scorer:
         result = PoolSuspicion(suspicion, features, reasons)
         self._cache[key] = result
         return result
+
+
+def _explain(det: Detector, raw: RawSignal, evidence: np.ndarray,
+             ranked: list[list[tuple[float, str]]]) -> None:
+    """Add the detector's reasons (strength, text) for the first ``len(ranked)`` candidates;
+    a decisive signal's reason ranks first (strength 2). Values go through ``tolist`` once
+    (the same Python floats as indexing one at a time)."""
+    m = len(ranked)
+    values, strengths = raw.values[:m].tolist(), evidence[:m].tolist()
+    details = raw.details or [None] * m
+    decisive = ([False] * m if raw.decisive is None
+                else (~np.isnan(raw.decisive[:m])).tolist())
+    for i, (value, strength) in enumerate(zip(values, strengths)):
+        text = det.reason(value, strength, details[i])
+        if text:
+            ranked[i].append((2.0 if decisive[i] else strength, text))
 
 
 def suspicion_rows(query_id: str, doc_ids: np.ndarray, result: PoolSuspicion,
