@@ -198,6 +198,14 @@ def review_head(store: Store, run_id: int | None = None, limit: int = 50,
         query_id, doc_id, rank, score, pos_score, suspicion, hard_set, reasons, would_export,
         margin, priority, decision, decided_by; empty when every candidate is decided.
     """
+    rows = review_order(store, run_id, limit, query_id, hard_only)
+    return with_details(store, store.get_run(run_id).run_id, rows)
+
+
+def review_order(store: Store, run_id: int | None = None, limit: int = 50,
+                 query_id: str | None = None, hard_only: bool = False) -> pd.DataFrame:
+    """``review_head`` without what costs a read per query: reasons and would_export are None
+    (``with_details`` reads them)."""
     from core.mining import get_strategy
 
     run = store.get_run(run_id)
@@ -207,11 +215,20 @@ def review_head(store: Store, run_id: int | None = None, limit: int = 50,
         dense = False
     rows = store.review_next(run.run_id, run.dataset_id, run.num_negatives, limit, query_id, dense,
                              hard_only)
-    rows = rows.merge(store.candidate_reasons(run.run_id, rows), on=["query_id", "doc_id"],
-                      how="left") if len(rows) else rows.assign(reasons=None)
-    rows["would_export"] = would_export(store, run.run_id, rows) if len(rows) else []
+    rows["reasons"], rows["would_export"] = None, None
     rows["margin"] = rows["pos_score"] - rows["score"]
     suspicion = rows["suspicion"].astype(float)
     rows["priority"] = suspicion.where(suspicion.notna(), rows["score"].astype(float))
     rows["decision"], rows["decided_by"] = None, None
     return rows.reset_index(drop=True)
+
+
+def with_details(store: Store, run_id: int, rows: pd.DataFrame) -> pd.DataFrame:
+    """Queue rows with their suspicion reasons and would_export read now."""
+    if rows.empty:
+        return rows.assign(reasons=None, would_export=pd.Series(dtype=bool))
+    reasons = store.candidate_reasons(run_id, rows).drop_duplicates(["query_id", "doc_id"])
+    found = dict(zip(zip(reasons["query_id"], reasons["doc_id"]), reasons["reasons"]))
+    keys = list(zip(rows["query_id"], rows["doc_id"]))
+    return rows.assign(reasons=[found.get(k) for k in keys],
+                       would_export=would_export(store, run_id, rows))

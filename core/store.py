@@ -303,6 +303,11 @@ _connections: dict[str, _Shared] = {}
 _connections_lock = threading.Lock()
 # (workspace, dataset id, decisions version) -> the dataset's decided pairs (see _decided_pairs).
 _decided_cache: dict[tuple, pd.DataFrame] = {}
+# (workspace, run id) -> RunInfo of finished runs (get_run is called several times per review
+# decision); dropped on every write to the runs table.
+_done_runs: dict[tuple, "RunInfo"] = {}
+# (workspace, dataset id) -> text hashes several of the dataset's documents share.
+_twin_documents_cache: dict[tuple, frozenset[str]] = {}
 # (workspace, run, dataset) -> (pool pairs, selected pairs) of finished runs, whose pools are fixed.
 _pool_counts_cache: dict[tuple, tuple[int, int]] = {}
 # Runs this process is mining, per workspace: never mistaken for interrupted ones. Kept across
@@ -390,6 +395,7 @@ class Store:
         """Close the process's connection to this workspace (every Store of the file)."""
         with _connections_lock:
             shared = _connections.pop(self._key, None)
+        self._forget_runs()
         if shared is not None:
             with shared.write_lock:
                 shared.con.close()
@@ -560,15 +566,14 @@ class Store:
         id_column = {"queries": "query_id", "documents": "doc_id"}.get(table)
         if id_column is None:
             raise ValueError(f"lookup_texts reads 'queries' or 'documents', not {table!r}")
-        wanted = pd.DataFrame({"id": pd.unique(pd.Series(list(ids), dtype=str))})
-        cur = self._cursor()
-        cur.register("wanted_ids", wanted)
-        rows = cur.execute(
-            f"SELECT t.{id_column}, t.text FROM {quote_identifier(table)} t "
-            f"JOIN wanted_ids w ON w.id = t.{id_column} WHERE t.dataset_id = ?",
-            [dataset_id],
+        wanted = [str(i) for i in dict.fromkeys(ids)]
+        # A semi-join on a list: the texts of the matching rows only are read (a join with a
+        # registered frame, or an IN list of values, reads every text of the table).
+        rows = self._cursor().execute(
+            f"SELECT {id_column}, text FROM {quote_identifier(table)} WHERE dataset_id = ? "
+            f"AND {id_column} IN (SELECT unnest(?::VARCHAR[]))",
+            [dataset_id, wanted],
         ).fetchall()
-        cur.unregister("wanted_ids")
         return dict(rows)
 
     # -- embedding cache ------------------------------------------------------------------------
@@ -694,6 +699,7 @@ class Store:
                 [_now(), json.dumps(timings), json.dumps(filter_counts), n_queries,
                  json.dumps(list(short_queries)), json.dumps(search or {}), run_id],
             )
+        self._forget_runs()
         _live_runs.get(self._key, set()).discard(run_id)
 
     def set_run_timings(self, run_id: int, timings: dict[str, float]) -> None:
@@ -701,6 +707,7 @@ class Store:
         with self._transaction() as cur:
             cur.execute("UPDATE runs SET timings = ? WHERE run_id = ?",
                         [json.dumps(timings), run_id])
+        self._forget_runs()
 
     def fail_run(self, run_id: int, error: str) -> None:
         """Mark a run failed with a one-sentence reason."""
@@ -709,6 +716,7 @@ class Store:
                 "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ?",
                 [_now(), error, run_id],
             )
+        self._forget_runs()
         _live_runs.get(self._key, set()).discard(run_id)
 
     def _fail_interrupted_runs(self) -> list[int]:
@@ -728,6 +736,7 @@ class Store:
                     "WHERE run_id = ? AND status = 'running'",
                     [_now(), INTERRUPTED, run_id],
                 )
+        self._forget_runs()
         return stale
 
     _RUN_COLUMNS = (
@@ -773,12 +782,23 @@ class Store:
                     "python -m core mine first"
                 )
             return self._run_from_row(rows[0])
+        cached = _done_runs.get((self._key, run_id))
+        if cached is not None:
+            return cached
         rows = self._cursor().execute(
             f"SELECT {self._RUN_COLUMNS} FROM runs WHERE run_id = ?", [run_id]
         ).fetchall()
         if not rows:
             raise WorkbenchError(f"workspace {self.path} has no run {run_id}")
-        return self._run_from_row(rows[0])
+        run = self._run_from_row(rows[0])
+        if run.status == "done":  # kept until a write to the runs table (_forget_runs)
+            _done_runs[(self._key, run_id)] = run
+        return run
+
+    def _forget_runs(self) -> None:
+        """Drop this workspace's remembered finished runs: every write to ``runs`` calls it."""
+        for key in [k for k in _done_runs if k[0] == self._key]:
+            _done_runs.pop(key, None)
 
     def run_candidates(self, run_id: int) -> pd.DataFrame:
         """Return a run's candidate pool with hashes, each pair's latest decision and suspicion.
@@ -969,6 +989,11 @@ class Store:
 
         Pages key their cached frames on it (with the run id), so a decision invalidates them.
         """
+        return "/".join(str(v) for v in self.review_version(run_id))
+
+    def review_version(self, run_id: int) -> tuple[int, int, int, str]:
+        """(newest decision id, retractions, the run's suspicion rows, when last scored): what
+        ``annotation_version`` joins; its first two are ``decisions_version``."""
         row = self._cursor().execute(
             "SELECT (SELECT coalesce(max(decision_id), 0) FROM decisions), "
             "(SELECT count(*) FROM retractions), "
@@ -976,7 +1001,7 @@ class Store:
             "(SELECT max(scored_at) FROM suspicion WHERE run_id = ?)",
             [run_id, run_id],
         ).fetchone()
-        return "/".join(str(v) for v in row)
+        return int(row[0]), int(row[1]), int(row[2]), str(row[3])
 
     # -- vectors in bulk (precomputed embeddings, large corpora) -----------------------------------
     def put_vector_matrix(self, model_fp: str, prompt: str, hashes: Sequence[str],
@@ -1105,16 +1130,10 @@ class Store:
         lets the scan skip other queries' row groups.
         """
         cur = self._cursor()
-        texts = (
-            "SELECT {col} FROM {table} WHERE dataset_id = $dataset AND text_hash = ("
-            "SELECT text_hash FROM {table} WHERE dataset_id = $dataset AND {col} = $id)")
-        params = {"dataset": dataset_id}
-        query_ids = [r[0] for r in cur.execute(
-            texts.format(col="query_id", table="queries"), {**params, "id": query_id}).fetchall()]
-        doc_ids = [r[0] for r in cur.execute(
-            texts.format(col="doc_id", table="documents"), {**params, "id": doc_id}).fetchall()]
-        if not query_ids or not doc_ids:
+        hashes = self.pair_hashes(dataset_id, query_id, doc_id)
+        if hashes is None:
             return PairPoolFacts((), (), False)
+        query_ids, doc_ids = self._text_ids(cur, dataset_id, hashes[0], hashes[1], doc_id)
         rows = cur.execute(  # the id range lets the scan skip row groups
             "SELECT query_id, count(DISTINCT (qh, dh)), bool_or(selected) FROM candidates "
             "WHERE run_id = ? AND query_id BETWEEN ? AND ? "
@@ -1123,6 +1142,39 @@ class Store:
             [run_id, min(query_ids), max(query_ids), query_ids, doc_ids]).fetchall()
         return PairPoolFacts(tuple(r[0] for r in rows), tuple(int(r[1]) for r in rows),
                              any(bool(r[2]) for r in rows))
+
+    def _text_ids(self, cur: duckdb.DuckDBPyConnection, dataset_id: int, query_hash: str,
+                  doc_hash: str, doc_id: str | None = None) -> tuple[list[str], list[str]]:
+        """The dataset's query ids with text ``query_hash`` and document ids with ``doc_hash``.
+
+        ``doc_id``: a document likely to have ``doc_hash``; when it has and no other document
+        shares its text, the documents' hashes are not scanned (a tenth of the time at 100k).
+        """
+        query_ids = [r[0] for r in cur.execute(
+            "SELECT query_id FROM queries WHERE dataset_id = ? AND text_hash = ?",
+            [dataset_id, query_hash]).fetchall()]
+        if doc_id is not None and doc_hash not in self._twin_documents(cur, dataset_id):
+            found = cur.execute(
+                "SELECT doc_id FROM documents WHERE dataset_id = ? AND doc_id = ? "
+                "AND text_hash = ?", [dataset_id, doc_id, doc_hash]).fetchall()
+            if found:
+                return query_ids, [found[0][0]]
+        return query_ids, [r[0] for r in cur.execute(
+            "SELECT doc_id FROM documents WHERE dataset_id = ? AND text_hash = ?",
+            [dataset_id, doc_hash]).fetchall()]
+
+    def _twin_documents(self, cur: duckdb.DuckDBPyConnection, dataset_id: int) -> frozenset[str]:
+        """Text hashes that more than one of the dataset's documents share (usually none).
+
+        Read once per dataset and process: a dataset's documents are written once
+        (``add_dataset``); a new version is a new dataset.
+        """
+        key = (self._key, dataset_id)
+        if key not in _twin_documents_cache:
+            _twin_documents_cache[key] = frozenset(r[0] for r in cur.execute(
+                "SELECT text_hash FROM documents WHERE dataset_id = ? GROUP BY text_hash "
+                "HAVING count(*) > 1", [dataset_id]).fetchall())
+        return _twin_documents_cache[key]
 
     @contextmanager
     def _decided_pairs(self, cur: duckdb.DuckDBPyConnection, dataset_id: int) -> Iterator[None]:
@@ -1156,13 +1208,19 @@ class Store:
                              before: pd.DataFrame, decision_id: int) -> pd.DataFrame:
         """``_decided_frame`` from the one before decision ``decision_id`` (the only change since):
         that decision's pair of texts read again, the other rows kept."""
-        pair = cur.execute("SELECT query_hash, doc_hash FROM decisions WHERE decision_id = ?",
-                           [decision_id]).fetchall()
+        pair = cur.execute(
+            "SELECT query_hash, doc_hash, doc_id FROM decisions WHERE decision_id = ?",
+            [decision_id]).fetchall()
         if not pair:  # the sequence skipped an id: nothing to go on
             return self._decided_frame(cur, dataset_id)
+        query_hash, doc_hash, doc_id = pair[0]
+        query_ids, doc_ids = self._text_ids(cur, dataset_id, query_hash, doc_hash, doc_id)
         now = cur.execute(
-            self._DECIDED_FRAME + " WHERE l.query_hash = $qhash AND l.doc_hash = $dhash",
-            {"dataset": dataset_id, "qhash": pair[0][0], "dhash": pair[0][1]}).df()
+            "SELECT q.query_id, d.doc_id, hash(q.query_id) AS qh, hash(d.doc_id) AS dh, l.label "
+            "FROM latest_decisions l, (SELECT unnest(?::VARCHAR[]) AS query_id) q, "
+            "(SELECT unnest(?::VARCHAR[]) AS doc_id) d "
+            "WHERE l.query_hash = ? AND l.doc_hash = ?",
+            [query_ids, doc_ids, query_hash, doc_hash]).df()
         ids = set(zip(now["query_id"], now["doc_id"]))
         kept = before[[k not in ids for k in zip(before["query_id"], before["doc_id"])]]
         return pd.concat([kept, now], ignore_index=True) if len(now) else kept
