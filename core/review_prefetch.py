@@ -3,10 +3,13 @@
 The head of the queue is read once (``PREFETCH`` rows, with its length) and kept current through
 this session's own decisions: a decision on query q changes only the queue rows of q (its hard set,
 which of its rows an export takes) and of the queries with q's text (decisions are keyed by the
-texts' content hashes), so those rows are read again and merged in; the others keep their places.
-The cache holds while nothing else changed the decisions: its version (``Store.decisions_version``)
-is checked on every use, and any other decision or an undo (another session's included) makes the
-next card a fresh read. The progress counts (``core.annotation``) advance the same way.
+texts' content hashes), so those rows' order is read again and merged in; the others keep their
+places. What a card shows beyond the order (reasons, would_export: a read per query) is read when
+a row is about to be shown.
+The cache holds while nothing else changed the decisions or the run's suspicion scores: its
+version (``Store.review_version``) is checked on every use, and any other decision, an undo
+(another session's included) or a new scoring makes the next card a fresh read. The progress
+counts (``core.annotation``) advance the same way.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from core.annotation import Progress, progress_with
-from core.review import decide, review_head, would_export
+from core.review import decide, review_order, with_details
 from core.review_filters import QueueHead, ReviewScope, queue_head
 from core.store import Store
 
@@ -31,15 +34,16 @@ class QueueCache:
 
     Attributes:
         run_id: the run; scope: the scope read, without skips (they apply when serving).
-        version: ``Store.decisions_version`` when read (or after this session's decisions).
-        rows: the queue's first rows in order (``core.review.review_head``'s columns).
+        version: ``Store.review_version`` when read (or after this session's decisions).
+        rows: the queue's first rows in order (``core.review.review_head``'s columns; rows whose
+            would_export is None have their details read when shown).
         total: how many rows the whole queue holds.
         complete: ``rows`` are the whole queue.
     """
 
     run_id: int
     scope: ReviewScope
-    version: tuple[int, int]
+    version: tuple[int, int, int, str]
     rows: pd.DataFrame
     total: int
     complete: bool
@@ -75,7 +79,7 @@ def _serve(cache: QueueCache, skipped: frozenset, limit: int) -> QueueHead | Non
 
 def _read(store: Store, run_id: int, scope: ReviewScope, size: int) -> QueueCache:
     """The queue's first ``size`` rows in order, skipped pairs in their places."""
-    version = store.decisions_version()  # before the read: a decision meanwhile looks stale
+    version = store.review_version(run_id)  # before the read: a decision meanwhile looks stale
     head = queue_head(store, run_id, scope, limit=size)
     return QueueCache(run_id, scope, version, head.rows, head.total,
                       len(head.rows) < size or len(head.rows) >= head.total)
@@ -90,12 +94,31 @@ def cached_head(store: Store, run_id: int, scope: ReviewScope, cache: QueueCache
     if not cacheable(scope):
         return queue_head(store, run_id, scope, limit), None
     if (cache is not None and cache.run_id == run_id and cache.scope == _unskipped(scope)
-            and cache.version == store.decisions_version()):
+            and cache.version == store.review_version(run_id)):
         head = _serve(cache, scope.skipped, limit)
         if head is not None:
-            return head, cache
+            return _detailed(store, cache, head, scope.skipped, limit)
     cache = _read(store, run_id, _unskipped(scope), max(PREFETCH, 2 * limit) + len(scope.skipped))
-    return _serve(cache, scope.skipped, limit) or QueueHead(cache.rows.head(0), cache.total), cache
+    head = _serve(cache, scope.skipped, limit) or QueueHead(cache.rows.head(0), cache.total)
+    return _detailed(store, cache, head, scope.skipped, limit)
+
+
+def _detailed(store: Store, cache: QueueCache, head: QueueHead, skipped: frozenset,
+              limit: int) -> tuple[QueueHead, QueueCache]:
+    """The head with the details of its rows read where missing (kept in the cache too)."""
+    missing = head.rows["would_export"].isna()
+    if not missing.any():
+        return head, cache
+    read = with_details(store, cache.run_id, head.rows[missing])
+    found = {k: (r, w) for k, r, w in zip(zip(read["query_id"], read["doc_id"]), read["reasons"],
+                                          read["would_export"])}
+    rows = cache.rows.copy()
+    for i, key in enumerate(zip(rows["query_id"], rows["doc_id"])):
+        if key in found:
+            rows.iat[i, rows.columns.get_loc("reasons")] = found[key][0]
+            rows.iat[i, rows.columns.get_loc("would_export")] = found[key][1]
+    cache = replace(cache, rows=rows)
+    return _serve(cache, skipped, limit), cache
 
 
 def _before_or_at(rows: pd.DataFrame, last: pd.Series) -> pd.Series:
@@ -122,7 +145,7 @@ def _refreshed(store: Store, cache: QueueCache, queries: list[str]) -> pd.DataFr
     keep = rows[~rows["query_id"].isin(queries)]
     parts, ends = [keep], [] if cache.complete else [rows.iloc[-1]]
     for query_id in queries:
-        fresh = review_head(store, run.run_id, ask, query_id, hard_only=True)
+        fresh = review_order(store, run.run_id, ask, query_id, hard_only=True)
         parts.append(fresh)
         if len(fresh) >= ask:
             ends.append(fresh.iloc[-1])
@@ -131,14 +154,6 @@ def _refreshed(store: Store, cache: QueueCache, queries: list[str]) -> pd.DataFr
     for end in ends:
         merged = merged[_before_or_at(merged, end)]
     return merged.reset_index(drop=True)
-
-
-def _export_flags(store: Store, run_id: int, rows: pd.DataFrame, queries: list[str]) -> list:
-    """The rows' would_export, read again for the rows of ``queries``."""
-    mine = rows["query_id"].isin(queries)
-    flags = pd.Series(rows["would_export"].astype(bool).to_numpy(), index=rows.index)
-    flags[mine] = would_export(store, run_id, rows[mine])
-    return flags.tolist()
 
 
 @dataclass(frozen=True)
@@ -173,8 +188,8 @@ def record_decision(store: Store, run_id: int, query_id: str, doc_id: str, label
     pair = {(query_id, doc_id)}
     if not _among(queue.rows, pair).any():
         return Recorded(decision_id, None, None)
-    version = store.decisions_version()
-    if version != (decision_id, queue.version[1]):
+    version = store.review_version(run_id)
+    if version != (decision_id, *queue.version[1:]):
         return Recorded(decision_id, None, None)
     run = store.get_run(run_id)
     facts = store.pair_pool_facts(run.run_id, run.dataset_id, query_id, doc_id)
@@ -185,12 +200,14 @@ def record_decision(store: Store, run_id: int, query_id: str, doc_id: str, label
     if label != "hard_negative" or facts.pool_pairs > 1:
         # the queries' hard sets changed (or more of their pairs were decided): read them again
         rows = _refreshed(store, queue, touched)
-    elif rows["query_id"].isin(touched).any():
-        # a hard negative keeps the hard set; which of the query's rows an export takes changes
-        rows = rows.assign(would_export=_export_flags(store, run_id, rows, touched))
+    else:  # a hard negative keeps the hard set; which of the query's rows an export takes
+        # changes: read when shown
+        rows = rows.assign(would_export=rows["would_export"].astype(object).where(
+            ~rows["query_id"].isin(touched), None))
     after = None if rows is None else replace(queue, version=version, rows=rows,
                                               total=queue.total - decided)
     counted = None
-    if progress is not None and progress.run_id == run_id and progress.version == queue.version:
-        counted = progress_with(progress, annotator, label, facts.selected, version)
+    if (progress is not None and progress.run_id == run_id
+            and progress.version == queue.version[:2]):
+        counted = progress_with(progress, annotator, label, facts.selected, version[:2])
     return Recorded(decision_id, after, counted)
