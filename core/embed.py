@@ -9,6 +9,7 @@ fingerprint, so vectors of different backends never mix in the cache.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _BUNDLED_ALIASES = {"", "default", DEFAULT_MODEL.lower(), "sentence-transformers/all-minilm-l6-v2"}
 ENCODE_CHUNK = 512
 MODEL_CACHE_NAME = "model-cache"
+FINGERPRINTS_FILE = "fingerprints.json"
+"""In a model cache folder: each local model folder's fingerprint, keyed by its files' signature,
+so a backend that runs without the torch model (``Backend.load_built``) knows its cache keys."""
 """Folder beside a workspace where backends keep the models they build (ONNX exports, int8)."""
 DEFAULT_MODEL_CACHE = Path(__file__).resolve().parent.parent / "data" / "workspaces" / MODEL_CACHE_NAME
 
@@ -41,7 +45,8 @@ class Encoder:
     name: str
     fingerprint: str
     dim: int
-    model: object
+    model: object | None
+    """The torch model; None where the backend runs without it (``Backend.load_built``)."""
     batch_size: int = 32
     backend: str = DEFAULT_BACKEND
     encode_fn: EncodeFn | None = field(default=None, repr=False, compare=False)
@@ -146,14 +151,90 @@ def load_encoder(
         cached = _encoders.get(key)
         if cached is not None:
             return cached
-        model, fingerprint = _load_model(display, target)
-        encode_fn = runner.load(BackendContext(model, fingerprint, folder))
         shown = display if backend == DEFAULT_BACKEND else f"{display} ({backend})"
-        encoder = Encoder(shown, backend_fingerprint(fingerprint, runner),
-                          int(model.get_embedding_dimension()), model, batch_size, backend,
-                          encode_fn)
+        built = _load_built(target, runner, folder)
+        if built is not None:
+            fingerprint, encode_fn, dim = built
+            encoder = Encoder(shown, backend_fingerprint(fingerprint, runner), dim, None,
+                              batch_size, backend, encode_fn)
+        else:
+            model, fingerprint = _load_model(display, target)
+            model_dir = None
+            if runner.load_built is not None:
+                model_dir = _file_pipeline_dir(target, model)
+                if model_dir is not None:
+                    _record_fingerprint(folder, model_dir, fingerprint)
+            encode_fn = runner.load(BackendContext(model, fingerprint, folder, model_dir))
+            encoder = Encoder(shown, backend_fingerprint(fingerprint, runner),
+                              int(model.get_embedding_dimension()), model, batch_size, backend,
+                              encode_fn)
         _encoders[key] = encoder
         return encoder
+
+
+def _load_built(target: str, runner, folder: Path) -> tuple[str, EncodeFn, int] | None:
+    """(fingerprint, encode function, dimension) of a backend that runs from its built artefact
+    and the model folder's files, without loading the torch model; None where it cannot."""
+    if runner.load_built is None or not Path(target).is_dir():
+        return None
+    fingerprint = _recorded_fingerprint(folder, Path(target))
+    if fingerprint is None:
+        return None
+    loaded = runner.load_built(BackendContext(None, fingerprint, folder, Path(target)))
+    return None if loaded is None else (fingerprint, *loaded)
+
+
+def _file_pipeline_dir(target: str, model: object) -> Path | None:
+    """The model's folder where the torch-free file pipeline tokenises exactly as the model does
+    (probe texts and one past the length limit, with and without a prompt), else None."""
+    from core.backends.onnx_export import PROBE_TEXTS
+    from core.backends.text_pipeline import file_pipeline, matches_model
+
+    folder = Path(target)
+    pipeline = file_pipeline(folder) if folder.is_dir() else None
+    if pipeline is None:
+        return None
+    texts = [*PROBE_TEXTS, "truncated " * 1000]
+    if all(matches_model(pipeline, model, texts, prompt) for prompt in ("", "query: ")):
+        return folder.resolve()
+    return None
+
+
+def _folder_signature(folder: Path) -> str:
+    """Names, sizes and modification times of every file in a model folder, hashed: a model saved
+    again in place gets a new signature, so its fingerprint is computed afresh."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(folder)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def _recorded_fingerprint(cache_dir: Path, model_dir: Path) -> str | None:
+    """The fingerprint recorded for ``model_dir`` as its files are now, or None."""
+    try:
+        records = json.loads((cache_dir / FINGERPRINTS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    record = records.get(str(model_dir.resolve())) if isinstance(records, dict) else None
+    if not isinstance(record, dict) or record.get("signature") != _folder_signature(model_dir):
+        return None
+    return record.get("fingerprint")
+
+
+def _record_fingerprint(cache_dir: Path, model_dir: Path, fingerprint: str) -> None:
+    """Remember a loaded model's fingerprint for its folder's current files (written atomically)."""
+    path = cache_dir / FINGERPRINTS_FILE
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        records = {}
+    records[str(model_dir.resolve())] = {"signature": _folder_signature(model_dir),
+                                         "fingerprint": fingerprint}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(records, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _load_model(display: str, target: str) -> tuple[object, str]:

@@ -15,6 +15,7 @@ from core.backends.onnx_export import (
     FP32_FILE, INT8_FILE, INT8_MIN_COSINE, artifact_dir, ensure_onnx_model,
 )
 from core.backends.openvino_backend import openvino_bf16_unavailable, openvino_int8_unavailable
+from core.backends.text_pipeline import PAD_MULTIPLE, ModelPipeline, file_pipeline, matches_model
 from core.backends.torch_backend import bf16_unavailable, cpu_flags
 from core.cli import main
 from core.embed import bundled_model_path, embed_texts, load_encoder, model_cache_dir
@@ -186,7 +187,8 @@ def first_openvino_int8_build(reference, cache_dir, first_int8_build):
         patch.setattr(openvino_export, "CALIBRATION_DOCS", 24)
         patch.setattr(openvino_export, "CALIBRATION_QUERIES", 8)
         return openvino_export.ensure_openvino_model(
-            reference.model, reference.fingerprint, cache_dir, int8=True)
+            reference.model, reference.fingerprint, cache_dir, int8=True,
+            pipeline=file_pipeline(Path(bundled_model_path())))
 
 
 @pytest.mark.parametrize("backend", ["openvino-bf16", "openvino-int8"])
@@ -242,3 +244,71 @@ def test_openvino_int8_calibration_needs_the_bundled_sample(tmp_path):
     assert len(texts) == 160 and texts == sorted(texts, key=len)
     with pytest.raises(WorkbenchError, match="needs the bundled sample at .* which is missing"):
         calibration_texts(tmp_path)
+
+
+def test_file_pipeline_tokenises_and_pools_as_the_model(reference):
+    pipeline = file_pipeline(Path(bundled_model_path()))
+    assert pipeline is not None and pipeline.dim == reference.dim
+    for prompt in ("", "query: "):
+        assert matches_model(pipeline, reference.model, TEXTS, prompt)
+    features = pipeline.features(TEXTS, "")
+    assert features["input_ids"].shape[1] % PAD_MULTIPLE == 0
+    import torch
+
+    with torch.inference_mode():
+        hidden = reference.model[0]({k: torch.from_numpy(v) for k, v in features.items()})
+    hidden = hidden["token_embeddings"].numpy()
+    model_features = ModelPipeline(reference.model).features(TEXTS, "")
+    width = model_features["input_ids"].shape[1]
+    np.testing.assert_allclose(pipeline.pool(hidden, features),
+                               ModelPipeline(reference.model).pool(hidden[:, :width],
+                                                                   model_features), atol=1e-5)
+
+
+def test_file_pipeline_declines_models_it_does_not_reproduce(tmp_path):
+    import shutil
+
+    assert file_pipeline(tmp_path) is None  # not a model folder
+    copy = tmp_path / "dense"
+    shutil.copytree(bundled_model_path(), copy)
+    modules = json.loads((copy / "modules.json").read_text())
+    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense",
+                       "type": "sentence_transformers.models.Dense"})
+    (copy / "modules.json").write_text(json.dumps(modules))
+    assert file_pipeline(copy) is None  # a dense layer runs in torch
+
+
+def test_file_pipeline_reads_another_saved_model(tiny_model_dir):
+    from sentence_transformers import SentenceTransformer
+
+    pipeline = file_pipeline(tiny_model_dir)
+    assert pipeline is not None and pipeline.dim == 32
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    assert matches_model(pipeline, model, TEXTS + ["word " * 300])  # truncated at 128 tokens
+    assert matches_model(pipeline, model, TEXTS, "query: ")
+
+
+def test_openvino_int8_runs_from_its_built_model_without_torch(cache_dir,
+                                                                first_openvino_int8_build):
+    """Once built (and its folder's fingerprint recorded), a new process encodes with the int8
+    model without importing torch, to the same vectors and cache fingerprint."""
+    import subprocess
+    import sys
+
+    encoder = load_encoder(None, backend="openvino-int8", cache_dir=cache_dir)
+    script = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]);"
+        "from core.embed import load_encoder;"
+        "e = load_encoder(None, backend='openvino-int8', cache_dir=sys.argv[2]);"
+        f"v = e.encode({TEXTS!r});"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'model': e.model is not None,"
+        " 'fingerprint': e.fingerprint, 'vectors': v.tolist()}))"
+    )
+    repo = str(Path(__file__).resolve().parent.parent)
+    out = subprocess.run([sys.executable, "-c", script, repo, str(cache_dir)], check=True,
+                         capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    child = json.loads(out.stdout.strip().splitlines()[-1])
+    assert child["torch"] is False and child["model"] is False
+    assert child["fingerprint"] == encoder.fingerprint
+    np.testing.assert_allclose(np.array(child["vectors"], dtype=np.float32),
+                               encoder.encode(TEXTS), atol=1e-5)

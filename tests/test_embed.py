@@ -115,3 +115,18 @@ def test_bad_model_path_is_one_sentence(tmp_path):
 def test_hashes_key_the_cache(store, encoder):
     out = embed_texts(store, encoder, ["x"], hashes=[text_hash("x")])
     assert out.shape == (1, 384)
+
+
+def test_recorded_fingerprint_follows_the_model_folder_files(tmp_path):
+    from core.embed import _record_fingerprint, _recorded_fingerprint
+
+    model_dir, cache = tmp_path / "model", tmp_path / "model-cache"
+    (model_dir / "1_Pooling").mkdir(parents=True)
+    (model_dir / "model.safetensors").write_bytes(b"weights")
+    (model_dir / "1_Pooling" / "config.json").write_text("{}")
+    assert _recorded_fingerprint(cache, model_dir) is None  # nothing recorded yet
+    _record_fingerprint(cache, model_dir, "f1")
+    assert _recorded_fingerprint(cache, model_dir) == "f1"
+    assert _recorded_fingerprint(tmp_path / "elsewhere", model_dir) is None
+    (model_dir / "model.safetensors").write_bytes(b"fine-tuned weights")  # saved again in place
+    assert _recorded_fingerprint(cache, model_dir) is None

@@ -19,13 +19,17 @@ class BackendContext:
 
     Args:
         model: the loaded ``SentenceTransformer`` (fp32, on the CPU); backends never modify it.
+            None for ``Backend.load_built``, which runs without it.
         fingerprint: the fp32 model's fingerprint; artefacts built from the model are keyed by it.
         cache_dir: folder for built artefacts (ONNX exports, int8 models), created when needed.
+        model_dir: the model's local folder where ``text_pipeline.file_pipeline`` reproduces its
+            tokenisation (checked against the loaded model), else None.
     """
 
-    model: object
+    model: object | None
     fingerprint: str
     cache_dir: Path
+    model_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,9 @@ class Backend:
             embedding-cache fingerprint, so a changed recipe never returns stale vectors.
         load: builds the encode function for a context (exporting or quantising on first use).
         unavailable: why the backend cannot run on this machine, or None when it can.
+        load_built: for backends that can run without the torch model: the encode function and
+            its vectors' dimension from an already built artefact and ``ctx.model_dir``, or None
+            when that is not possible (nothing built yet, no file pipeline).
     """
 
     name: str
@@ -62,6 +69,7 @@ class Backend:
     vector_tag: str
     load: Callable[[BackendContext], EncodeFn]
     unavailable: Callable[[], str | None] = lambda: None
+    load_built: Callable[[BackendContext], tuple[EncodeFn, int] | None] | None = None
 
 
 def backend_fingerprint(model_fingerprint: str, backend: Backend) -> str:

@@ -1,10 +1,12 @@
 """OpenVINO backends: ``openvino-bf16`` (the fp32 model run in bfloat16) and ``openvino-int8``.
 
 Both run the transformer in OpenVINO's CPU runtime, built from the loaded model on first use and
-cached (see ``openvino_export``); tokenisation, pooling and normalisation are the model's own
-sentence-transformers modules, as with the ONNX backends. ``openvino-int8`` is statically
-quantised (activation scales calibrated once on the bundled sample corpus), so unlike
-``onnx-int8`` a text's vector does not depend on the other texts in its batch.
+cached (see ``openvino_export``). Tokenisation and pooling run from the model folder's files
+(``text_pipeline.FilePipeline``: no torch), or as the model's own sentence-transformers modules
+for models that pipeline does not cover. Once the model is built, a model whose folder the file
+pipeline covers is encoded without loading the torch model at all (``load_built``).
+``openvino-int8`` is statically quantised (activation scales calibrated once on the bundled sample
+corpus), so unlike ``onnx-int8`` a text's vector does not depend on the other texts in its batch.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ from typing import Sequence
 import numpy as np
 
 from core.backends.base import Backend, BackendContext, EncodeFn
+from core.backends.text_pipeline import ModelPipeline, TextPipeline, file_pipeline
 from core.errors import WorkbenchError
 
+PIPELINE = "p2"
+"""Part of the vectors' tag: ``p2`` tokenises and pools from the model folder's files, padded to
+16 tokens (``text_pipeline``); bump when what runs around the transformer changes its vectors."""
 ROWS_PER_CALL = 16
 """Texts per inference request, whatever the batch size (as ``onnx_runtime.SESSION_ROWS``)."""
 
@@ -53,42 +59,38 @@ def openvino_int8_unavailable() -> str | None:
 
 
 class OpenVinoEncoder:
-    """Encode texts with an OpenVINO model of the transformer and the model's own pooling modules.
+    """Encode texts with an OpenVINO model of the transformer and a pipeline around it.
 
     Requests run asynchronously on one stream using every thread: two streams (OpenVINO's
     throughput default on two cores) encoded no faster here (3.8 s both, 256 scifact abstracts,
     medians of 3 interleaved runs at load 2) and held 115 MB more.
 
     Args:
-        model: the loaded ``SentenceTransformer`` the OpenVINO model was built from.
+        pipeline: tokenisation and pooling (``text_pipeline``: from the model folder's files, or
+            the loaded model's own modules).
         path: the OpenVINO IR (.xml, its weights in the .bin beside it).
         precision: the runtime's precision for what is not int8: ``"f32"`` or ``"bf16"``.
-        threads: CPU threads (default: as many as torch uses).
+        threads: CPU threads (default: OpenVINO's, one per physical core).
     """
 
-    def __init__(self, model: object, path: Path, precision: str,
+    def __init__(self, pipeline: TextPipeline, path: Path, precision: str,
                  threads: int | None = None) -> None:
         import openvino as ov
-        import torch
 
         core = ov.Core()
-        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", {
-            "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "THROUGHPUT",
-            "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
-        })
+        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "THROUGHPUT",
+                  "NUM_STREAMS": 1}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         self.queue = ov.AsyncInferQueue(
             self.compiled, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self.input_names = [p.get_any_name() for p in self.compiled.inputs]
-        self.model = model
-        modules = list(model.children())
-        self.output_key = getattr(modules[0], "module_output_name", "token_embeddings")
-        self.tail = modules[1:]
-        self.dim = int(model.get_embedding_dimension())
+        self.pipeline = pipeline
+        self.dim = pipeline.dim
 
     def __call__(self, texts: Sequence[str], prompt: str, batch_size: int) -> np.ndarray:
         """Vectors for ``texts`` in order (as the model's last module leaves them)."""
-        import torch
-
         texts = list(texts)
         if not texts:
             raise WorkbenchError("no texts to encode")
@@ -97,7 +99,7 @@ class OpenVinoEncoder:
         order = np.argsort([-len(t) for t in texts], kind="stable")
         step = max(1, min(batch_size, ROWS_PER_CALL))
         pending: dict[int, tuple[np.ndarray, dict]] = {}
-        tail, output_key = self.tail, self.output_key
+        pipeline = self.pipeline
         failures: list[BaseException] = []
 
         # Runs in OpenVINO's thread as each request completes; it holds no reference to the
@@ -105,11 +107,7 @@ class OpenVinoEncoder:
         def finish(request, start: int) -> None:
             rows, features = pending.pop(start)
             try:
-                features[output_key] = torch.from_numpy(request.get_output_tensor(0).data.copy())
-                with torch.inference_mode():
-                    for module in tail:
-                        features = module(features)
-                out[rows] = features["sentence_embedding"].float().numpy()
+                out[rows] = pipeline.pool(request.get_output_tensor(0).data.copy(), features)
             except Exception as err:  # re-raised below, in the caller's thread
                 failures.append(err)
 
@@ -117,30 +115,56 @@ class OpenVinoEncoder:
         queue.set_callback(finish)
         for start in range(0, len(texts), step):
             rows = order[start:start + step]
-            features = self.model.preprocess([texts[i] for i in rows], prompt=prompt or None)
+            features = pipeline.features([texts[i] for i in rows], prompt)
             pending[start] = (rows, features)
             # Blocks while every request is busy, so at most that many batches are held.
-            queue.start_async({n: features[n].numpy() for n in self.input_names}, start)
+            queue.start_async({n: features[n] for n in self.input_names}, start)
         queue.wait_all()
         if failures:
             raise WorkbenchError(f"OpenVINO encoding failed ({failures[0]})") from failures[0]
         return out
 
 
+def pipeline_for(ctx: BackendContext) -> TextPipeline:
+    """The model folder's file pipeline where ``ctx`` names one, else the loaded model's own."""
+    if ctx.model_dir is not None:
+        pipeline = file_pipeline(ctx.model_dir)
+        if pipeline is not None:
+            return pipeline
+    if ctx.model is None:
+        raise WorkbenchError("the model was not loaded and its folder cannot be tokenised alone")
+    return ModelPipeline(ctx.model)
+
+
 def _loader(int8: bool):
     def load(ctx: BackendContext) -> EncodeFn:
         from core.backends.openvino_export import ensure_openvino_model, precision
 
-        artifact = ensure_openvino_model(ctx.model, ctx.fingerprint, ctx.cache_dir, int8)
-        return OpenVinoEncoder(ctx.model, artifact.path, precision(int8))
+        pipeline = pipeline_for(ctx)
+        artifact = ensure_openvino_model(ctx.model, ctx.fingerprint, ctx.cache_dir, int8,
+                                         pipeline)
+        return OpenVinoEncoder(pipeline, artifact.path, precision(int8))
 
     return load
+
+
+def _built_loader(int8: bool):
+    def load_built(ctx: BackendContext) -> tuple[EncodeFn, int] | None:
+        from core.backends.openvino_export import built_openvino_model, precision
+
+        path = built_openvino_model(ctx.fingerprint, ctx.cache_dir, int8)
+        pipeline = file_pipeline(ctx.model_dir) if ctx.model_dir is not None else None
+        if path is None or pipeline is None:
+            return None
+        return OpenVinoEncoder(pipeline, path, precision(int8)), pipeline.dim
+
+    return load_built
 
 
 def _tag(int8: bool) -> str:
     from core.backends.openvino_export import RECIPE, precision
 
-    return f"openvino-{'int8' if int8 else 'fp32'}-{precision(int8)}-{RECIPE}"
+    return f"openvino-{'int8' if int8 else 'fp32'}-{precision(int8)}-{RECIPE}-{PIPELINE}"
 
 
 OPENVINO_BF16 = Backend(
@@ -149,6 +173,7 @@ OPENVINO_BF16 = Backend(
     vector_tag=_tag(False),
     load=_loader(False),
     unavailable=openvino_bf16_unavailable,
+    load_built=_built_loader(False),
 )
 
 OPENVINO_INT8 = Backend(
@@ -158,4 +183,5 @@ OPENVINO_INT8 = Backend(
     vector_tag=_tag(True),
     load=_loader(True),
     unavailable=openvino_int8_unavailable,
+    load_built=_built_loader(True),
 )
