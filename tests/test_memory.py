@@ -55,3 +55,42 @@ def test_fixed_threshold_returns_freed_large_blocks_to_the_system():
     assert with_fix["fixed"] is True and without["fixed"] is False
     assert with_fix["returned"] > 200 << 20  # nearly all of the 240 MB
     assert without["returned"] < with_fix["returned"] / 2  # the default keeps most of it
+
+
+HUGE_PAGES = r"""
+import json, os, resource, sys
+sys.path.insert(0, {repo!r})
+os.environ.pop("THP_MEM_ALLOC_ENABLE", None)
+from core.memory import return_large_blocks
+return_large_blocks()
+import torch
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+big = torch.ones(64 << 20, dtype=torch.uint8)
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+huge = sum(int(line.split()[1]) for line in open("/proc/self/smaps")
+           if line.startswith("AnonHugePages:"))
+print(json.dumps({{"env": os.environ.get("THP_MEM_ALLOC_ENABLE"), "faults": faults,
+                  "huge_kib": huge}}))
+"""
+
+
+def _huge_pages_allowed() -> bool:
+    from pathlib import Path
+
+    mode = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    return mode.exists() and "[never]" not in mode.read_text()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not return_large_blocks(),
+                    reason="glibc's mallopt is needed")
+def test_large_tensors_get_huge_pages():
+    """A 64 MiB tensor is faulted in 2 MiB pages, not 16,384 pages of 4 KiB."""
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parent.parent)
+    out = subprocess.run([sys.executable, "-c", HUGE_PAGES.format(repo=repo)],
+                         capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["env"] == "1"
+    if _huge_pages_allowed():
+        assert result["huge_kib"] >= 32 << 10 and result["faults"] < 4096
