@@ -11,9 +11,10 @@ positives, the whole corpus), k = 5 hard negatives per query written as triplets
   an already built one (``--model-cache``, default the one bench/encode_backends.py built) and
   reports its one-time build time from its manifest. ``--cold`` also times a run that builds it.
 
-Every command runs in its own subprocess; wall time is measured around it and peak memory is the
-child's own maximum resident set size (``os.wait4``). Ours is the sum of its three commands' times
-and the largest of their peaks.
+Every command runs in its own subprocess; wall time is measured around it, CPU time (user + sys)
+and peak memory are the child's own (``os.wait4``: maximum resident set size). Ours is the sum of
+its three commands' times and the largest of their peaks. The 1-minute load average is recorded
+after each command: on a shared machine wall time depends on it, CPU time and memory much less.
 
     .venv/bin/python bench/vs_reference.py --json bench/vs-reference.jsonl
 """
@@ -48,7 +49,13 @@ def timed(cmd: list[str], log: Path) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed with status {proc.returncode}; see {log}")
     return {"cmd": " ".join(cmd), "seconds": round(seconds, 1),
-            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "load_1min_after": load_average()}
+
+
+def load_average() -> float:
+    """The machine's 1-minute load average (other work on it slows wall time, not memory)."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def run_reference(args: argparse.Namespace, work: Path) -> dict:
@@ -57,7 +64,8 @@ def run_reference(args: argparse.Namespace, work: Path) -> dict:
                   str(args.beir), "--split", args.split, "--num-negatives",
                   str(args.num_negatives), "--out", str(out)], work / "reference.log")
     return {"pipeline": "sentence-transformers mine_hard_negatives(use_faiss=True)",
-            "seconds": step["seconds"], "peak_rss_mib": step["peak_rss_mib"],
+            "seconds": step["seconds"], "cpu_s": step["cpu_s"],
+            "peak_rss_mib": step["peak_rss_mib"],
             "rows": _count_lines(out), "steps": [step]}
 
 
@@ -78,6 +86,7 @@ def run_ours(args: argparse.Namespace, folder: Path, backend: str, label: str) -
     ]
     return {"pipeline": f"ours ({label})", "backend": backend,
             "seconds": round(sum(s["seconds"] for s in steps), 1),
+            "cpu_s": round(sum(s["cpu_s"] for s in steps), 1),
             "peak_rss_mib": max(s["peak_rss_mib"] for s in steps), "rows": _count_lines(out),
             "steps": steps}
 
@@ -171,14 +180,17 @@ def main(argv: list[str] | None = None) -> int:
             built = json.loads(manifest.read_text(encoding="utf-8"))
             rows[-1]["one_time_build_s"] = round(sum(v.get("seconds", 0) for v in built.values()), 1)
     ref = rows[0] if rows and rows[0]["pipeline"].startswith("sentence") else None
-    print("\n| pipeline | wall s | ratio to reference | peak RSS MiB | ratio to reference |")
-    print("|---|---|---|---|---|")
+    print("\n| pipeline | wall s | ratio to reference | CPU s | ratio to reference | "
+          "peak RSS MiB | ratio to reference | load after |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         if ref:
             row["time_ratio"] = round(row["seconds"] / ref["seconds"], 3)
+            row["cpu_ratio"] = round(row["cpu_s"] / ref["cpu_s"], 3)
             row["memory_ratio"] = round(row["peak_rss_mib"] / ref["peak_rss_mib"], 3)
         print(f"| {row['pipeline']} | {row['seconds']:.1f} | {row.get('time_ratio', '-')} | "
-              f"{row['peak_rss_mib']:.0f} | {row.get('memory_ratio', '-')} |")
+              f"{row['cpu_s']:.1f} | {row.get('cpu_ratio', '-')} | {row['peak_rss_mib']:.0f} | "
+              f"{row.get('memory_ratio', '-')} | {row['steps'][-1]['load_1min_after']} |")
     if args.json:
         args.json.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return 0
