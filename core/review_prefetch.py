@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from core.annotation import Progress, progress_with
-from core.review import decide, review_order, with_details
+from core.review import decide, query_hard_rows, with_details
 from core.review_filters import QueueHead, ReviewScope, queue_head
 from core.store import Store
 
@@ -133,26 +133,18 @@ def _refreshed(store: Store, cache: QueueCache, queries: list[str]) -> pd.DataFr
     """The cache's rows with those of ``queries`` read again; None when that cannot be exact.
 
     Only a cache within the hard set qualifies: the rows read again are the queries' hard rows,
-    and a query's rows after the hard set would be missing. Rows after the cache's last row (or
-    after a query's last row read, when as many as asked came) are dropped: rows of other queries
-    not in the cache may come before them.
+    and a query's rows after the hard set would be missing. Rows after the cache's last row are
+    dropped: rows of other queries not in the cache may come before them.
     """
     rows = cache.rows
     if rows.empty or not rows["hard_set"].astype(bool).all():
         return None
-    run = store.get_run(cache.run_id)
-    ask = run.num_negatives + 8  # a query's hard set holds at most num_negatives rows
     keep = rows[~rows["query_id"].isin(queries)]
-    parts, ends = [keep], [] if cache.complete else [rows.iloc[-1]]
-    for query_id in queries:
-        fresh = review_order(store, run.run_id, ask, query_id, hard_only=True)
-        parts.append(fresh)
-        if len(fresh) >= ask:
-            ends.append(fresh.iloc[-1])
-    merged = pd.concat([p for p in parts if not p.empty] or [keep], ignore_index=True)
+    fresh = [query_hard_rows(store, cache.run_id, query_id) for query_id in queries]
+    merged = pd.concat([p for p in [keep, *fresh] if not p.empty] or [keep], ignore_index=True)
     merged = merged.sort_values(_ORDER, ascending=_ASCENDING, kind="stable")
-    for end in ends:
-        merged = merged[_before_or_at(merged, end)]
+    if not cache.complete:
+        merged = merged[_before_or_at(merged, rows.iloc[-1])]
     return merged.reset_index(drop=True)
 
 

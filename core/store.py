@@ -1301,6 +1301,32 @@ class Store:
                 first = pd.concat([first, rest], ignore_index=True)
         return self._with_ids(run_id, first, limit, query_id)
 
+    def query_hard_rows(self, run_id: int, dataset_id: int, k: int,
+                        query_id: str) -> pd.DataFrame:
+        """One query's undecided rows of the hard set (``review_next``'s first part, for one
+        query): its k highest-scoring candidates not marked false negative or unsure, in queue
+        order. One statement over the query's rows (its id skips other queries' row groups).
+
+        Columns: query_id, doc_id, rank, score, pos_score, suspicion, hard_set.
+        """
+        cur = self._cursor()
+        params = {"run": run_id, "k": k, "query_id": query_id}
+        with self._decided_pairs(cur, dataset_id):
+            return cur.execute(
+                "WITH " + self._DECIDED + """,
+                rows AS (
+                    SELECT c.query_id, c.doc_id, c.rank, c.score, c.pos_score, c.suspicion,
+                           x.label, row_number() OVER (
+                               ORDER BY c.score DESC, c.rank NULLS LAST) AS place
+                    FROM candidates c LEFT JOIN decided x ON x.qh = c.qh AND x.dh = c.dh
+                    WHERE c.run_id = $run AND c.qh = hash($query_id::VARCHAR)
+                      AND c.query_id = $query_id
+                      AND (x.label IS NULL OR x.label = 'hard_negative'))
+                SELECT query_id, doc_id, rank, score, pos_score, suspicion, true AS hard_set
+                FROM rows WHERE place <= $k AND label IS NULL
+                ORDER BY coalesce(suspicion, score) DESC, score DESC, query_id, doc_id""",
+                params).df()
+
     def _with_ids(self, run_id: int, rows: pd.DataFrame, limit: int,
                   query_id: str | None = None) -> pd.DataFrame:
         """Read the ids (and pos_score) of the winners found by their hashes, in queue order.

@@ -146,3 +146,12 @@ def test_new_suspicion_scores_make_a_fresh_read(decided):  # noqa: F811
     store.put_suspicion(run.run_id, scores, "reversed")
     head, _ = cached_head(store, run.run_id, scope, cache, limit=5)
     _check(store, run, scope, head, 5)
+
+
+def test_query_hard_rows_are_the_queues_hard_rows_of_the_query(decided):  # noqa: F811
+    store, run = decided
+    queue = scoped_queue(store, run.run_id, ReviewScope())
+    for query_id in sorted(set(queue["query_id"]))[:8]:
+        rows = store.query_hard_rows(run.run_id, run.dataset_id, run.num_negatives, query_id)
+        expected = queue[queue["query_id"].eq(query_id) & queue["hard_set"]]
+        assert _keys(rows) == _keys(expected), query_id
