@@ -215,17 +215,18 @@ def review_order(store: Store, run_id: int | None = None, limit: int = 50,
         dense = False
     rows = store.review_next(run.run_id, run.dataset_id, run.num_negatives, limit, query_id, dense,
                              hard_only)
-    return _order_columns(rows)
+    return queue_columns(rows)
 
 
 def query_hard_rows(store: Store, run_id: int, query_id: str) -> pd.DataFrame:
     """One query's undecided hard-set rows in queue order, as ``review_order`` gives them."""
     run = store.get_run(run_id)
-    return _order_columns(store.query_hard_rows(run.run_id, run.dataset_id, run.num_negatives,
+    return queue_columns(store.query_hard_rows(run.run_id, run.dataset_id, run.num_negatives,
                                                 query_id))
 
 
-def _order_columns(rows: pd.DataFrame) -> pd.DataFrame:
+def queue_columns(rows: pd.DataFrame) -> pd.DataFrame:
+    """``review_next``'s rows with the columns of ``review_order`` added (details None)."""
     rows["reasons"], rows["would_export"] = None, None
     rows["margin"] = rows["pos_score"] - rows["score"]
     suspicion = rows["suspicion"].astype(float)

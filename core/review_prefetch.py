@@ -19,11 +19,12 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from core.annotation import Progress, progress_with
-from core.review import decide, query_hard_rows, with_details
+from core.review import decide, query_hard_rows, queue_columns, with_details
 from core.review_filters import QueueHead, ReviewScope, queue_head
 from core.store import Store
 
 PREFETCH = 30  # rows read at once: one queue read per a few dozen decisions
+REACH = 4  # candidates read beyond each cached query's hard set (see QueueCache.reach)
 _ORDER = ["hard_set", "priority", "score", "query_id", "doc_id"]
 _ASCENDING = [False, False, False, True, True]
 
@@ -39,6 +40,8 @@ class QueueCache:
             would_export is None have their details read when shown).
         total: how many rows the whole queue holds.
         complete: ``rows`` are the whole queue.
+        reach: per query of ``rows``, the candidates next in line for its hard set
+            (``Store.hard_set_reach``), so a false negative or unsure decision needs no read.
     """
 
     run_id: int
@@ -47,6 +50,7 @@ class QueueCache:
     rows: pd.DataFrame
     total: int
     complete: bool
+    reach: pd.DataFrame | None = None
 
 
 def cacheable(scope: ReviewScope) -> bool:
@@ -81,8 +85,13 @@ def _read(store: Store, run_id: int, scope: ReviewScope, size: int) -> QueueCach
     """The queue's first ``size`` rows in order, skipped pairs in their places."""
     version = store.review_version(run_id)  # before the read: a decision meanwhile looks stale
     head = queue_head(store, run_id, scope, limit=size)
+    reach = None
+    if len(head.rows) and head.rows["hard_set"].astype(bool).all():
+        run = store.get_run(run_id)
+        reach = store.hard_set_reach(run.run_id, run.dataset_id, run.num_negatives, REACH,
+                                     list(head.rows["query_id"]))
     return QueueCache(run_id, scope, version, head.rows, head.total,
-                      len(head.rows) < size or len(head.rows) >= head.total)
+                      len(head.rows) < size or len(head.rows) >= head.total, reach)
 
 
 def cached_head(store: Store, run_id: int, scope: ReviewScope, cache: QueueCache | None,
@@ -148,6 +157,33 @@ def _refreshed(store: Store, cache: QueueCache, queries: list[str]) -> pd.DataFr
     return merged.reset_index(drop=True)
 
 
+def _without(reach: pd.DataFrame | None, queries: list[str]) -> pd.DataFrame | None:
+    return None if reach is None else reach[~reach["query_id"].isin(queries)]
+
+
+def _promoted(store: Store, cache: QueueCache, rows: pd.DataFrame,
+              query_id: str) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """After a false negative or unsure decision on one of ``query_id``'s hard rows: the query's
+    next candidate joins its hard set (and the queue, when undecided). Read again when the cache
+    holds no next candidate for the query."""
+    reach = cache.reach
+    mine = reach[reach["query_id"].eq(query_id)] if reach is not None else None
+    if mine is None or mine.empty or not cache.rows["hard_set"].astype(bool).all():
+        return _refreshed(store, cache, [query_id]), _without(reach, [query_id])
+    nxt = mine.iloc[0]
+    reach = reach.drop(index=mine.index[0])
+    if nxt["label"] is None or pd.isna(nxt["label"]):
+        joined = pd.DataFrame([{c: nxt[c] for c in ("query_id", "doc_id", "rank", "score",
+                                                    "pos_score", "suspicion")}])
+        joined = queue_columns(joined.assign(hard_set=True))
+        merged = pd.concat([rows, joined], ignore_index=True).sort_values(
+            _ORDER, ascending=_ASCENDING, kind="stable")
+        if not cache.complete:
+            merged = merged[_before_or_at(merged, cache.rows.iloc[-1])]
+        rows = merged.reset_index(drop=True)
+    return rows, reach
+
+
 @dataclass(frozen=True)
 class Recorded:
     """A decision recorded from the Review page, with the caches to keep after it.
@@ -189,15 +225,16 @@ def record_decision(store: Store, run_id: int, query_id: str, doc_id: str, label
     touched = [q for q in facts.query_ids if scoped is None or q == scoped]
     decided = sum(n for q, n in zip(facts.query_ids, facts.pairs_per_query) if q in touched)
     rows = queue.rows[~_among(queue.rows, pair)].reset_index(drop=True)
-    if label != "hard_negative" or facts.pool_pairs > 1:
-        # the queries' hard sets changed (or more of their pairs were decided): read them again
-        rows = _refreshed(store, queue, touched)
-    else:  # a hard negative keeps the hard set; which of the query's rows an export takes
-        # changes: read when shown
-        rows = rows.assign(would_export=rows["would_export"].astype(object).where(
-            ~rows["query_id"].isin(touched), None))
+    # Which of the queries' rows an export takes changes: read when shown.
+    rows = rows.assign(would_export=rows["would_export"].astype(object).where(
+        ~rows["query_id"].isin(touched), None))
+    reach = queue.reach
+    if facts.pool_pairs > 1:  # more of the queries' pairs were decided: read them again
+        rows, reach = _refreshed(store, queue, touched), _without(reach, touched)
+    elif label != "hard_negative":  # the query's hard set takes its next candidate
+        rows, reach = _promoted(store, queue, rows, query_id)
     after = None if rows is None else replace(queue, version=version, rows=rows,
-                                              total=queue.total - decided)
+                                              total=queue.total - decided, reach=reach)
     counted = None
     if (progress is not None and progress.run_id == run_id
             and progress.version == queue.version[:2]):

@@ -1327,6 +1327,33 @@ class Store:
                 ORDER BY coalesce(suspicion, score) DESC, score DESC, query_id, doc_id""",
                 params).df()
 
+    def hard_set_reach(self, run_id: int, dataset_id: int, k: int, extra: int,
+                       query_ids: Sequence[str]) -> pd.DataFrame:
+        """The next ``extra`` candidates after each query's hard set: those that join it, in
+        order, as the query's hard candidates are marked false negative or unsure.
+
+        Per query, its candidates not marked false negative or unsure, by score (then rank):
+        places k + 1 .. k + extra, with their decision (None or hard_negative).
+
+        Columns: query_id, doc_id, rank, score, pos_score, suspicion, label, place.
+        """
+        cur = self._cursor()
+        ids = sorted(set(query_ids))
+        with self._decided_pairs(cur, dataset_id):
+            return cur.execute(
+                "WITH " + self._DECIDED + """,
+                rows AS (
+                    SELECT c.query_id, c.doc_id, c.rank, c.score, c.pos_score, c.suspicion,
+                           x.label, row_number() OVER (
+                               PARTITION BY c.qh ORDER BY c.score DESC, c.rank NULLS LAST) AS place
+                    FROM candidates c LEFT JOIN decided x ON x.qh = c.qh AND x.dh = c.dh
+                    WHERE c.run_id = $run AND c.qh IN (SELECT hash(unnest($ids::VARCHAR[])))
+                      AND list_contains($ids::VARCHAR[], c.query_id)
+                      AND (x.label IS NULL OR x.label = 'hard_negative'))
+                SELECT query_id, doc_id, rank, score, pos_score, suspicion, label, place
+                FROM rows WHERE place > $k AND place <= $k + $extra ORDER BY query_id, place""",
+                {"run": run_id, "k": k, "extra": extra, "ids": ids}).df()
+
     def _with_ids(self, run_id: int, rows: pd.DataFrame, limit: int,
                   query_id: str | None = None) -> pd.DataFrame:
         """Read the ids (and pos_score) of the winners found by their hashes, in queue order.

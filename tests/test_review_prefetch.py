@@ -34,7 +34,7 @@ def _check(store, run, scope, head, limit) -> None:
         assert head.rows[column].tolist() == expected[column].tolist(), column
 
 
-def _walk(store, run, scope, steps, limit=1, cache=None, progress=None):
+def _walk(store, run, scope, steps, limit=1, cache=None, progress=None, labels=LABELS):
     """Decide the head ``steps`` times (labels in turn), checking each step against fresh reads."""
     for i in range(steps):
         head, new_cache = cached_head(store, run.run_id, scope, cache, limit)
@@ -43,7 +43,7 @@ def _walk(store, run, scope, steps, limit=1, cache=None, progress=None):
         pd.testing.assert_frame_equal(progress.table, review_progress(store, run.run_id).table)
         row = head.rows.iloc[0]
         recorded = record_decision(store, run.run_id, row["query_id"], row["doc_id"],
-                                   LABELS[i % 3], "ann2", None, new_cache, progress)
+                                   labels[i % len(labels)], "ann2", None, new_cache, progress)
         cache, progress = recorded.queue, recorded.progress
     return cache, progress
 
@@ -155,3 +155,13 @@ def test_query_hard_rows_are_the_queues_hard_rows_of_the_query(decided):  # noqa
         rows = store.query_hard_rows(run.run_id, run.dataset_id, run.num_negatives, query_id)
         expected = queue[queue["query_id"].eq(query_id) & queue["hard_set"]]
         assert _keys(rows) == _keys(expected), query_id
+
+
+def test_rejections_bring_each_querys_next_candidates_in(decided, monkeypatch):  # noqa: F811
+    """False negatives in a row: the next candidates come from the cache's reach, then (reach
+    used up) from a read of the query."""
+    store, run = decided
+    monkeypatch.setattr(review_prefetch, "REACH", 1)
+    one = scoped_queue(store, run.run_id, ReviewScope()).iloc[0]["query_id"]
+    _walk(store, run, ReviewScope(QueueFilters(query_id=one)), 5, labels=("false_negative",))
+    _walk(store, run, ReviewScope(), 10, labels=("false_negative", "unsure", "hard_negative"))
