@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 import pandas as pd
 
-from core.embed import load_encoder
 from core.errors import WorkbenchError
 from core.evaluation import (
     derive_labeled_split, oracle_hardness, read_relevant, score_export, suspicion_auc,
@@ -51,6 +51,13 @@ class BenchConfig:
     full_split: str = "test"
     cache: Path = Path("data/workspaces/bench-cache.duckdb")
     strategies: tuple[str, ...] = field(default_factory=tuple)
+    teacher: str | None = None
+    teacher_kind: str = "cross-encoder"
+
+    def request(self, strategy: str, params: dict | None = None) -> MineRequest:
+        """The mining request every phase makes: k negatives, with the configured teacher."""
+        return MineRequest(strategy=strategy, num_negatives=self.k, params=params or {},
+                           teacher=self.teacher, teacher_kind=self.teacher_kind)
 
 
 class _Workspaces:
@@ -60,7 +67,6 @@ class _Workspaces:
         self.config, self.tmp, self.count = config, tmp, 0
         self.source = self._labeled_source(config.beir, tmp)
         self.cache = Store(config.cache)
-        self.encoder = load_encoder(None)
 
     @staticmethod
     def _labeled_source(beir: Path, tmp: Path) -> Path:
@@ -88,16 +94,17 @@ class _Workspaces:
         return (store.dataset_frame(ds.dataset_id, "queries")["text_hash"].tolist()
                 + store.dataset_frame(ds.dataset_id, "documents")["text_hash"].tolist())
 
-    def _copy_vectors(self, source: Store, target: Store, hashes: list[str]) -> None:
-        fp = self.encoder.fingerprint
-        found = source.cached_vectors(fp, "", hashes)
-        if found:
-            target.register_model(fp, self.encoder.name, self.encoder.dim)
-            keys = list(found)
-            target.put_vectors(fp, "", keys, pd.DataFrame([found[h] for h in keys]).to_numpy())
+    @staticmethod
+    def _copy_vectors(source: Store, target: Store, hashes: list[str]) -> None:
+        """Copy every model's vectors of these texts (the mining model's and a teacher's)."""
+        for fp, name, dim in source.list_models():
+            found = source.cached_vectors(fp, "", hashes)
+            if found:
+                target.register_model(fp, name, dim)
+                keys = list(found)
+                target.put_vectors(fp, "", keys, np.stack([found[h] for h in keys]))
 
     def save_vectors(self, store: Store) -> None:
-        self.cache.register_model(self.encoder.fingerprint, self.encoder.name, self.encoder.dim)
         self._copy_vectors(store, self.cache, self._hashes(store))
 
 
@@ -132,7 +139,7 @@ def _strategy_rows(config: BenchConfig, ws: _Workspaces, relevant: set) -> Itera
     store = ws.fresh()
     settings = [(name, name, {}) for name in (config.strategies or strategy_names())]
     for label, strategy, params in [*settings, *REFERENCE_SETTINGS]:
-        run = mine(store, MineRequest(strategy=strategy, num_negatives=config.k, params=params))
+        run = mine(store, config.request(strategy, params))
         ws.save_vectors(store)
         yield {"kind": "strategy", "method": label, "strategy": strategy, "params": run.params,
                **_export_score(store, run.run_id, relevant, config.k),
@@ -147,13 +154,13 @@ def _strategy_rows(config: BenchConfig, ws: _Workspaces, relevant: set) -> Itera
 
 def _learning_row(config: BenchConfig, ws: _Workspaces, relevant: set) -> dict:
     store = ws.fresh()
-    run = mine(store, MineRequest(strategy="top_k", num_negatives=config.k))
+    run = mine(store, config.request("top_k"))
     _simulate_reviews(store, run.run_id, relevant, config.learn_decisions, 0)
     report = learn_from_decisions(store, run.run_id)
     pool = store.run_candidates(run.run_id)
     held_out = pool[pool["decision"].isna()]
     cold = ws.fresh()
-    cold_run = mine(cold, MineRequest(strategy="top_k", num_negatives=config.k))
+    cold_run = mine(cold, config.request("top_k"))
     cold_pool = cold.run_candidates(cold_run.run_id).merge(
         held_out[["query_id", "doc_id"]], on=["query_id", "doc_id"])
     return {"kind": "suspicion", "method": "learned", "decisions": config.learn_decisions,
@@ -164,7 +171,7 @@ def _learning_row(config: BenchConfig, ws: _Workspaces, relevant: set) -> dict:
 
 def _review_rows(config: BenchConfig, ws: _Workspaces, relevant: set) -> Iterator[dict]:
     store = ws.fresh()
-    run = mine(store, MineRequest(strategy="curated", num_negatives=config.k))
+    run = mine(store, config.request("curated"))
     n_queries, done = len(_queries(store)), 0
     for budget in sorted(config.budgets):
         done = _simulate_reviews(store, run.run_id, relevant, budget * n_queries, done)

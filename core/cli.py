@@ -276,6 +276,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         beir=Path(args.beir), k=args.k, budgets=budgets, learn_decisions=args.learn_decisions,
         full_split=args.full_split, cache=Path(args.cache),
         strategies=tuple(s.strip() for s in args.strategies.split(",")) if args.strategies else (),
+        teacher=args.teacher, teacher_kind=args.teacher_kind,
     )
     sink = open(args.json, "w", encoding="utf-8") if args.json else None
     try:
@@ -425,6 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default="data/workspaces/bench-cache.duckdb",
                    help="workspace that caches vectors between benchmark runs")
     p.add_argument("--strategies", help="comma-separated strategies (default: all registered)")
+    p.add_argument("--teacher", help="a second model every run's suspicion consults (local "
+                   "folder or hub id), as mine --teacher")
+    p.add_argument("--teacher-kind", default="cross-encoder",
+                   help="cross-encoder (default) or bi-encoder (a sentence-transformers model)")
     p.add_argument("--json", help="also write the JSON lines to this file")
     p.set_defaults(handler=cmd_bench)
     return parser

@@ -471,7 +471,8 @@ def _execute(store, run_id, request, strategy, params, encoder, depth, progress,
     q_vecs, d_vecs = embed_corpus(store, encoder, corpus, request, progress, timings)
     t = time.perf_counter()
     decisions = _decisions(store, corpus)
-    teacher = load_teacher(request.teacher, request.teacher_kind) if request.teacher else None
+    teacher = (load_teacher(request.teacher, request.teacher_kind, store) if request.teacher
+               else None)
     pools, initial, search_info = _search_pools(store, request, strategy, encoder, dataset_id,
                                                 (corpus, q_vecs, d_vecs), depth, progress, timings)
     t = time.perf_counter()

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from core.cli import main
+from core.store import Store
 from core.evaluation import (
     derive_labeled_split, oracle_hardness, read_relevant, score_export, suspicion_auc,
 )
@@ -78,3 +79,28 @@ def test_bench_command_end_to_end(tmp_path, capsys):
     assert curve[1]["fn_rate"] <= curve[0]["fn_rate"]
     printed = capsys.readouterr().out
     assert "fn_rate" in printed and "suspicion (cold)" in printed
+
+
+def test_bench_consults_a_teacher_and_keeps_its_vectors(tmp_path, tiny_model_dir):
+    """With --teacher every run's suspicion reads the teacher, whose vectors the cache workspace
+    keeps beside the mining model's, so later phases and runs do not encode them again."""
+    corpus, queries, qrels = topical_corpus(docs_per_topic=6)
+    root = write_beir(tmp_path / "slice", corpus, queries, qrels, split="test")
+    labeled = pd.DataFrame(qrels, columns=["query-id", "corpus-id", "score"]).groupby(
+        "query-id").head(1)
+    labeled.to_csv(root / "qrels" / "labeled.tsv", sep="\t", index=False)
+    cache = tmp_path / "cache.duckdb"
+    code = main(["bench", "hidden-positive", "--beir", str(root), "--k", "2",
+                 "--review-budget", "0", "--learn-decisions", "0", "--strategies", "top_k",
+                 "--cache", str(cache), "--teacher", str(tiny_model_dir),
+                 "--teacher-kind", "bi-encoder"])
+    assert code == 0
+    store = Store(cache)
+    try:
+        names = [name for _, name, _ in store.list_models()]
+        assert len(names) == 2 and any(n.startswith("teacher ") for n in names)
+    finally:
+        store.close()
+    assert main(["bench", "hidden-positive", "--beir", str(root), "--learn-decisions", "0",
+                 "--review-budget", "0", "--strategies", "top_k", "--cache", str(cache),
+                 "--teacher", str(tiny_model_dir), "--teacher-kind", "llm"]) == 1

@@ -33,6 +33,7 @@ from core.mine import MineRequest, mine
 from core.mining import get_strategy, parse_params, strategy_names
 from core.mining.curated import CuratedState
 from core.store import Store
+from core.text import text_hash
 from tests.conftest import ingest_tiny, topical_corpus, write_beir
 
 BUILTIN_DETECTORS = ["relative_score", "positive_similarity", "lexical", "cluster", "cross_query",
@@ -160,6 +161,8 @@ def test_registry_refuses_duplicates_and_names_valid_choices():
 
 class _StubTeacher:
     """Scores a document by its length (deterministic, no model)."""
+
+    encode = None  # scored pair by pair, as a cross-encoder is
 
     def score(self, query: str, docs: list[str]) -> np.ndarray:
         return np.array([len(d) / 100 for d in docs], dtype=np.float32)
@@ -380,6 +383,34 @@ def test_teacher_signal_is_stored_and_explained(planted, cross_encoder_dir, tiny
     joined = _by_pair(cands, "suspicion").to_frame("taught").join(
         _by_pair(plain, "suspicion").rename("plain"), how="inner")
     assert len(joined) and not np.allclose(joined.taught, joined.plain)
+
+
+def test_bi_encoder_teacher_uses_the_workspace_cache(tmp_path, tiny_model_dir):
+    """Loaded with a workspace, a bi-encoder teacher scores exactly as the uncached one, encodes
+    each document once however many pools hold it, and a second run finds every vector cached."""
+    cached_store = Store(tmp_path / "teacher.duckdb")
+    ctx = _synthetic_context()
+    cached = load_teacher(str(tiny_model_dir), "bi-encoder", cached_store)
+    plain = load_teacher(str(tiny_model_dir), "bi-encoder")
+    assert cached.encode is not None and plain.encode is None
+    calls: list[int] = []
+    encode = cached.encode
+    cached.encode = lambda texts: calls.append(len(texts)) or encode(texts)
+    detector = get_detector("teacher")
+    for row, docs in [(1, np.arange(4, 20)), (0, np.arange(2, 12)), (2, np.arange(0, 20, 2))]:
+        scores = (ctx.doc_vectors[docs] @ ctx.query_vectors[row]).astype(np.float32)
+        ctx.teacher = cached
+        fast = detector.compute(ctx, row, docs, scores, 0.5)
+        ctx.teacher = plain
+        slow = detector.compute(ctx, row, docs, scores, 0.5)
+        np.testing.assert_allclose(fast.values, slow.values, atol=1e-5)
+        assert fast.details == slow.details
+    assert calls[0] == 3 and sum(calls[1:]) == 20  # the queries once, then each document once
+    fingerprints = [m for m, name, _ in cached_store.list_models() if name.startswith("teacher ")]
+    assert len(fingerprints) == 1  # a later run reads these vectors instead of encoding
+    texts = [*ctx.query_texts, *ctx.doc_texts]
+    assert len(cached_store.cached_vectors(fingerprints[0], "", [text_hash(t) for t in texts])) == 23
+    cached_store.close()
 
 
 def test_load_teacher_errors(tmp_path, planted):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -16,11 +16,17 @@ TEACHER_KINDS = ("bi-encoder", "cross-encoder")
 
 @dataclass
 class Teacher:
-    """A loaded teacher: a sentence-transformers bi-encoder or a CrossEncoder."""
+    """A loaded teacher: a sentence-transformers bi-encoder or a CrossEncoder.
+
+    ``encode``: for a bi-encoder loaded with a workspace, texts -> normalised vectors through the
+    workspace's per-text embedding cache, so each document is encoded once per model however many
+    pools it sits in (and never again in a later run).
+    """
 
     name: str
     kind: str
     model: Any
+    encode: Callable[[Sequence[str]], np.ndarray] | None = None
 
     def score(self, query: str, docs: list[str]) -> np.ndarray:
         """Teacher scores of (query, doc) pairs; higher means more relevant."""
@@ -34,8 +40,11 @@ class Teacher:
         return (vectors[1:] @ vectors[0]).astype(np.float32)
 
 
-def load_teacher(name: str, kind: str = "cross-encoder") -> Teacher:
+def load_teacher(name: str, kind: str = "cross-encoder", store: Any = None) -> Teacher:
     """Load a teacher model from a local folder or hub id.
+
+    With ``store`` (a workspace's ``Store``), a bi-encoder's vectors go through its embedding
+    cache, keyed by the teacher's own fingerprint.
 
     Raises:
         WorkbenchError: unknown kind or a model that cannot be loaded.
@@ -53,7 +62,31 @@ def load_teacher(name: str, kind: str = "cross-encoder") -> Teacher:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         where = "folder" if Path(name).exists() else "model"
         raise WorkbenchError(f"teacher {where} {name!r} could not be loaded ({first})") from err
-    return Teacher(name, kind, model)
+    if kind == "cross-encoder" or store is None:
+        return Teacher(name, kind, model)
+    from core.embed import Encoder, embed_texts, model_fingerprint
+
+    encoder = Encoder(f"teacher {name}", model_fingerprint(model),
+                      int(model.get_embedding_dimension()), model)
+    return Teacher(name, kind, model, lambda texts: embed_texts(store, encoder, texts))
+
+
+def _cached_scores(ctx: DetectionContext, teacher: Teacher, row: int,
+                   doc_indices: np.ndarray) -> tuple[np.ndarray, float]:
+    """Bi-encoder teacher scores of a pool and of the query's lowest positive, encoding each query
+    once per run and each document once (the workspace cache keeps them across runs)."""
+    queries = ctx.cache.get("teacher_queries")
+    if queries is None:
+        queries = ctx.cache["teacher_queries"] = teacher.encode(ctx.query_texts)
+    vectors: dict[int, np.ndarray] = ctx.cache.setdefault("teacher_documents", {})
+    wanted = dict.fromkeys([*doc_indices.tolist(), *ctx.positives[row].tolist()])
+    missing = [d for d in wanted if d not in vectors]
+    if missing:
+        vectors.update(zip(missing, teacher.encode([ctx.doc_texts[d] for d in missing])))
+    query = queries[row]
+    cand = np.stack([vectors[d] for d in doc_indices.tolist()]) @ query
+    pos = np.stack([vectors[d] for d in ctx.positives[row].tolist()]) @ query
+    return cand.astype(np.float32), float(pos.min())
 
 
 class TeacherScore(Detector):
@@ -77,9 +110,12 @@ class TeacherScore(Detector):
     def compute(self, ctx: DetectionContext, row: int, doc_indices: np.ndarray,
                 scores: np.ndarray, pos_score: float) -> RawSignal:
         teacher: Teacher = ctx.teacher
-        query = ctx.query_texts[row]
-        cand = teacher.score(query, [ctx.doc_texts[d] for d in doc_indices])
-        pos = teacher.score(query, [ctx.doc_texts[d] for d in ctx.positives[row]]).min()
+        if teacher.encode is not None:
+            cand, pos = _cached_scores(ctx, teacher, row, doc_indices)
+        else:
+            query = ctx.query_texts[row]
+            cand = teacher.score(query, [ctx.doc_texts[d] for d in doc_indices])
+            pos = teacher.score(query, [ctx.doc_texts[d] for d in ctx.positives[row]]).min()
         details = [f"{c:.2f} (positive: {pos:.2f})" for c in cand]
         return RawSignal((cand - pos).astype(np.float32), None, details)
 
