@@ -306,6 +306,17 @@ _decided_cache: dict[tuple, pd.DataFrame] = {}
 # (workspace, run id) -> RunInfo of finished runs (get_run is called several times per review
 # decision); dropped on every write to the runs table.
 _done_runs: dict[tuple, "RunInfo"] = {}
+# (workspace, what, dataset id, ...) -> a dataset's name, a pair's text hashes: a dataset's rows
+# are written once (add_dataset; a new version is a new dataset), so these never change.
+_dataset_facts: dict[tuple, Any] = {}
+
+
+def _remember(key: tuple, value: Any) -> None:
+    if len(_dataset_facts) > 4096:
+        _dataset_facts.clear()
+    _dataset_facts[key] = value
+
+
 # (workspace, dataset id) -> text hashes several of the dataset's documents share.
 _twin_documents_cache: dict[tuple, frozenset[str]] = {}
 # (workspace, run, dataset) -> (pool pairs, selected pairs) of finished runs, whose pools are fixed.
@@ -395,7 +406,10 @@ class Store:
         """Close the process's connection to this workspace (every Store of the file)."""
         with _connections_lock:
             shared = _connections.pop(self._key, None)
-        self._forget_runs()
+        self._forget_runs()  # a file made anew at this path starts its ids over
+        for cache in (_dataset_facts, _twin_documents_cache):
+            for key in [k for k in cache if k[0] == self._key]:
+                cache.pop(key, None)
         if shared is not None:
             with shared.write_lock:
                 shared.con.close()
@@ -524,11 +538,14 @@ class Store:
         Raises:
             WorkbenchError: no such dataset.
         """
-        row = self._cursor().execute(
-            "SELECT name FROM datasets WHERE dataset_id = ?", [dataset_id]).fetchone()
-        if row is None:
-            raise WorkbenchError(f"workspace {self.path} has no dataset with id {dataset_id}")
-        return row[0]
+        key = (self._key, "name", dataset_id)
+        if key not in _dataset_facts:
+            row = self._cursor().execute(
+                "SELECT name FROM datasets WHERE dataset_id = ?", [dataset_id]).fetchone()
+            if row is None:
+                raise WorkbenchError(f"workspace {self.path} has no dataset with id {dataset_id}")
+            _remember(key, row[0])
+        return _dataset_facts[key]
 
     def dataset_frame(self, dataset_id: int, table: str) -> pd.DataFrame:
         """Return one table's rows of a dataset: queries, documents, positives or given_negatives."""
@@ -554,12 +571,17 @@ class Store:
 
     def pair_hashes(self, dataset_id: int, query_id: str, doc_id: str) -> tuple[str, str] | None:
         """Return (query hash, document hash) of a dataset's query and document, None if unknown."""
-        row = self._cursor().execute(
-            "SELECT q.text_hash, d.text_hash FROM queries q, documents d WHERE q.dataset_id = ? "
-            "AND d.dataset_id = ? AND q.query_id = ? AND d.doc_id = ?",
-            [dataset_id, dataset_id, query_id, doc_id],
-        ).fetchone()
-        return None if row is None else (row[0], row[1])
+        key = (self._key, "pair", dataset_id, query_id, doc_id)
+        if key not in _dataset_facts:
+            row = self._cursor().execute(
+                "SELECT q.text_hash, d.text_hash FROM queries q, documents d "
+                "WHERE q.dataset_id = ? AND d.dataset_id = ? AND q.query_id = ? AND d.doc_id = ?",
+                [dataset_id, dataset_id, query_id, doc_id],
+            ).fetchone()
+            if row is None:
+                return None
+            _remember(key, (row[0], row[1]))
+        return _dataset_facts[key]
 
     def lookup_texts(self, dataset_id: int, table: str, ids: Sequence[str]) -> dict[str, str]:
         """Return {id: text} for the given query ids (table 'queries') or document ids."""
