@@ -3,9 +3,11 @@
 The head of the queue is read once (``PREFETCH`` rows, with its length) and kept current through
 this session's own decisions: a decision on query q changes only the queue rows of q (its hard set,
 which of its rows an export takes) and of the queries with q's text (decisions are keyed by the
-texts' content hashes), so those rows' order is read again and merged in; the others keep their
-places. What a card shows beyond the order (reasons, would_export: a read per query) is read when
-a row is about to be shown.
+texts' content hashes); the others keep their places. A hard negative leaves q's hard set as it
+is; a false negative or unsure brings q's next candidate in, taken from the few read with the head
+(``REACH`` per query) or, once those are used up, from a read of q's rows. What a card shows beyond
+the order (reasons, would_export: a read per query) is read when a row is about to be shown.
+
 The cache holds while nothing else changed the decisions or the run's suspicion scores: its
 version (``Store.review_version``) is checked on every use, and any other decision, an undo
 (another session's included) or a new scoring makes the next card a fresh read. The progress
