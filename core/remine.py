@@ -18,7 +18,9 @@ document, are searched again. The pools equal a fresh search's. Suspicion is the
 afresh over them, not inherited: BM25 evidence (IDF), the topic clusters and the percentile
 references all depend on the whole corpus, so every candidate's suspicion may move a little
 when documents are added, and the run stays identical to a fresh mine of the grown version.
-Lexical (BM25) pools are searched again: their ranking itself depends on the corpus.
+Lexical (BM25) pools are searched again: their ranking itself depends on the corpus. A base
+searched with an approximate (IVF) index stays as approximate as its recorded recall says; the
+new documents are scored exactly.
 """
 
 from __future__ import annotations
