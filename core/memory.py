@@ -14,10 +14,11 @@ sentence-transformers' own ``mine_hard_negatives`` (issue 5, bench/vs_reference.
 Most of that time is page faults: every freshly mapped block is faulted in 4 KiB at a time
 (2.1 million minor faults against 1.0 million with glibc's default, 192 abstracts). So the same
 call also asks torch for transparent huge pages (``THP_MEM_ALLOC_ENABLE``: tensors of 2 MiB or
-more are aligned to 2 MiB and advised as huge pages), which cuts the faults to about 0.26
-million: CPU time back to sentence-transformers' own (user + sys 20.3 s against 21.0 s) at the
-fixed threshold's peak (791 MiB against 905 MiB; bench/encode_malloc.py, bench/RESULTS.md). It
-takes effect only where the kernel allows ``madvise`` huge pages and torch has not allocated yet.
+more are advised as huge pages), which cuts the faults to about 0.2 million and half to all of
+the threshold's extra CPU time (two runs under load: 1.07x sentence-transformers' own encode
+against 1.10x without, and 0.97-1.01x against 1.10-1.14x) at the fixed threshold's peak (791 MiB
+against 905-958 MiB; bench/encode_malloc.py, bench/RESULTS.md). It takes effect only where the
+kernel allows ``madvise`` huge pages and torch has not allocated yet.
 """
 
 from __future__ import annotations
