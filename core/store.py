@@ -1323,6 +1323,20 @@ class Store:
                 first = pd.concat([first, rest], ignore_index=True)
         return self._with_ids(run_id, first, limit, query_id)
 
+    @classmethod
+    def _hard_places(cls, partition: str, where: str) -> str:
+        """``WITH decided, rows``: the run's candidates matching ``where`` (constant SQL over
+        $run and the caller's parameters) that are not marked false negative or unsure, each
+        with its decision and its place by score (then rank) within ``partition``."""
+        return "WITH " + cls._DECIDED + f""",
+                rows AS (
+                    SELECT c.query_id, c.doc_id, c.rank, c.score, c.pos_score, c.suspicion,
+                           x.label, row_number() OVER (
+                               {partition} ORDER BY c.score DESC, c.rank NULLS LAST) AS place
+                    FROM candidates c LEFT JOIN decided x ON x.qh = c.qh AND x.dh = c.dh
+                    WHERE c.run_id = $run AND {where}
+                      AND (x.label IS NULL OR x.label = 'hard_negative'))"""
+
     def query_hard_rows(self, run_id: int, dataset_id: int, k: int,
                         query_id: str) -> pd.DataFrame:
         """One query's undecided rows of the hard set (``review_next``'s first part, for one
@@ -1335,15 +1349,8 @@ class Store:
         params = {"run": run_id, "k": k, "query_id": query_id}
         with self._decided_pairs(cur, dataset_id):
             return cur.execute(
-                "WITH " + self._DECIDED + """,
-                rows AS (
-                    SELECT c.query_id, c.doc_id, c.rank, c.score, c.pos_score, c.suspicion,
-                           x.label, row_number() OVER (
-                               ORDER BY c.score DESC, c.rank NULLS LAST) AS place
-                    FROM candidates c LEFT JOIN decided x ON x.qh = c.qh AND x.dh = c.dh
-                    WHERE c.run_id = $run AND c.qh = hash($query_id::VARCHAR)
-                      AND c.query_id = $query_id
-                      AND (x.label IS NULL OR x.label = 'hard_negative'))
+                self._hard_places("", "c.qh = hash($query_id::VARCHAR) "
+                                  "AND c.query_id = $query_id") + """
                 SELECT query_id, doc_id, rank, score, pos_score, suspicion, true AS hard_set
                 FROM rows WHERE place <= $k AND label IS NULL
                 ORDER BY coalesce(suspicion, score) DESC, score DESC, query_id, doc_id""",
@@ -1363,15 +1370,9 @@ class Store:
         ids = sorted(set(query_ids))
         with self._decided_pairs(cur, dataset_id):
             return cur.execute(
-                "WITH " + self._DECIDED + """,
-                rows AS (
-                    SELECT c.query_id, c.doc_id, c.rank, c.score, c.pos_score, c.suspicion,
-                           x.label, row_number() OVER (
-                               PARTITION BY c.qh ORDER BY c.score DESC, c.rank NULLS LAST) AS place
-                    FROM candidates c LEFT JOIN decided x ON x.qh = c.qh AND x.dh = c.dh
-                    WHERE c.run_id = $run AND c.qh IN (SELECT hash(unnest($ids::VARCHAR[])))
-                      AND list_contains($ids::VARCHAR[], c.query_id)
-                      AND (x.label IS NULL OR x.label = 'hard_negative'))
+                self._hard_places("PARTITION BY c.qh",
+                                  "c.qh IN (SELECT hash(unnest($ids::VARCHAR[]))) "
+                                  "AND list_contains($ids::VARCHAR[], c.query_id)") + """
                 SELECT query_id, doc_id, rank, score, pos_score, suspicion, label, place
                 FROM rows WHERE place > $k AND place <= $k + $extra ORDER BY query_id, place""",
                 {"run": run_id, "k": k, "extra": extra, "ids": ids}).df()
