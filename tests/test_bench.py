@@ -52,16 +52,23 @@ def test_read_relevant_skips_header_and_grade_zero(tmp_path):
     assert read_relevant(path) == {("q", "d1")}
 
 
+def _bench_folder(tmp_path, corpus, queries, full, qrels):
+    """A BEIR folder whose test split holds ``full`` and whose labeled split holds each query's
+    first pair of ``qrels`` (the benchmark's labeled positive)."""
+    root = write_beir(tmp_path / "slice", corpus, queries, full, split="test")
+    labeled = pd.DataFrame(qrels, columns=["query-id", "corpus-id", "score"]).groupby(
+        "query-id").head(1)
+    labeled.to_csv(root / "qrels" / "labeled.tsv", sep="\t", index=False)
+    return root
+
+
 def test_bench_command_end_to_end(tmp_path, capsys):
     corpus, queries, qrels = topical_corpus(docs_per_topic=8)
     # Full judgements: the even-numbered documents of the query's topic are relevant, so the
     # hard candidates are a mix of hidden positives and true negatives.
     full = [(q, d, 1) for q in queries for d in corpus
             if d.startswith(q.split("-")[1] + "-") and int(d.split("-")[1]) % 2 == 0]
-    root = write_beir(tmp_path / "slice", corpus, queries, full, split="test")
-    labeled = pd.DataFrame(qrels, columns=["query-id", "corpus-id", "score"]).groupby(
-        "query-id").head(1)
-    labeled.to_csv(root / "qrels" / "labeled.tsv", sep="\t", index=False)
+    root = _bench_folder(tmp_path, corpus, queries, full, qrels)
     out = tmp_path / "rows.jsonl"
     code = main(["bench", "hidden-positive", "--beir", str(root), "--k", "3",
                  "--review-budget", "0,2", "--learn-decisions", "80",
@@ -85,10 +92,7 @@ def test_bench_consults_a_teacher_and_keeps_its_vectors(tmp_path, tiny_model_dir
     """With --teacher every run's suspicion reads the teacher, whose vectors the cache workspace
     keeps beside the mining model's, so later phases and runs do not encode them again."""
     corpus, queries, qrels = topical_corpus(docs_per_topic=6)
-    root = write_beir(tmp_path / "slice", corpus, queries, qrels, split="test")
-    labeled = pd.DataFrame(qrels, columns=["query-id", "corpus-id", "score"]).groupby(
-        "query-id").head(1)
-    labeled.to_csv(root / "qrels" / "labeled.tsv", sep="\t", index=False)
+    root = _bench_folder(tmp_path, corpus, queries, qrels, qrels)
     cache = tmp_path / "cache.duckdb"
     code = main(["bench", "hidden-positive", "--beir", str(root), "--k", "2",
                  "--review-budget", "0", "--learn-decisions", "0", "--strategies", "top_k",
