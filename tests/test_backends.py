@@ -16,7 +16,9 @@ from core.backends.onnx_export import (
 )
 from core.backends.openvino_backend import openvino_bf16_unavailable, openvino_int8_unavailable
 from core.backends.text_pipeline import PAD_MULTIPLE, ModelPipeline, file_pipeline, matches_model
-from core.backends.torch_backend import bf16_unavailable, cpu_flags
+from core.backends.torch_backend import (
+    FUSED_MIN_COSINE, bf16_unavailable, cpu_flags, fused_view,
+)
 from core.cli import main
 from core.embed import bundled_model_path, embed_texts, load_encoder, model_cache_dir
 from core.errors import WorkbenchError
@@ -98,6 +100,63 @@ def test_onnx_pools_as_the_model_config_says(reference, cache_dir, first_int8_bu
     # A prompt goes through the model's own preprocessing, as with torch.
     prompted = encoder.encode(["a hadron"], prompt="query: ")
     assert _cosines(prompted, reference.encode(["a hadron"], prompt="query: "))[0] >= 0.9999
+
+
+def _plain_encode(model, texts):
+    return model.encode(list(texts), batch_size=2, normalize_embeddings=True,
+                        convert_to_numpy=True, show_progress_bar=False)
+
+
+def test_torch_encodes_through_a_fused_view_that_leaves_the_model_alone(reference):
+    from torch import nn
+
+    view, count = fused_view(reference.model)
+    if not count:
+        pytest.skip("this torch build has no oneDNN linear")
+    layer = reference.model[0].auto_model.encoder.layer[0]
+    fused_layer = view[0].auto_model.encoder.layer[0]
+    # The loaded model is shared by every backend in the process: it keeps its own layers.
+    assert type(layer.intermediate.dense) is nn.Linear
+    assert type(layer.intermediate.intermediate_act_fn).__name__ == "GELUActivation"
+    assert type(fused_layer.intermediate.dense).__name__ == "FusedLinear"
+    assert isinstance(fused_layer.intermediate.intermediate_act_fn, nn.Identity)
+    # Six layers x (query, key, value, attention output, GELU feed-forward, output) + pooler.
+    assert count == 6 * 6 + 1
+    # It shares the model's tensors rather than copying them.
+    weight = layer.intermediate.dense.weight
+    assert fused_layer.intermediate.dense.weight.data_ptr() == weight.data_ptr()
+    plain = _plain_encode(reference.model, TEXTS)
+    assert _cosines(_plain_encode(view, TEXTS), plain).min() >= FUSED_MIN_COSINE
+    # And the torch backend's encoder is that view.
+    assert _cosines(reference.encode(TEXTS), plain).min() >= FUSED_MIN_COSINE
+
+
+def test_fused_view_of_another_model(tiny_model_dir):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    view, count = fused_view(model)
+    if not count:
+        pytest.skip("this torch build has no oneDNN linear")
+    assert count == 6 + 1
+    plain = _plain_encode(model, TEXTS)
+    assert _cosines(_plain_encode(view, TEXTS), plain).min() >= FUSED_MIN_COSINE
+
+
+def test_torch_runs_the_plain_model_when_fusion_is_missing_or_differs(monkeypatch, reference):
+    import torch
+
+    import core.backends.torch_backend as torch_backend
+
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    assert fused_view(reference.model) == (reference.model, 0)
+    monkeypatch.undo()
+    # A view that does not reproduce the model on the probe texts is not used.
+    monkeypatch.setattr(torch_backend, "FUSED_MIN_COSINE", 1.5)
+    with pytest.warns(RuntimeWarning, match="reproduce the model only to cosine"):
+        assert torch_backend._checked_fused_view(reference.model) is reference.model
+    monkeypatch.setattr(torch_backend, "FUSED_MIN_COSINE", FUSED_MIN_COSINE)
+    assert torch_backend._checked_fused_view(reference.model) is not reference.model
 
 
 def test_bf16_when_the_cpu_has_it(reference):
