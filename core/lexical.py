@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Sequence
 
 import numpy as np
+
+
+def _import_bm25s():
+    """bm25s, imported without numba unless numba is loaded already.
+
+    bm25s imports numba (and LLVM: about 130 MB resident) at import time for its optional numba
+    backend only; ``BM25()`` runs the numpy backend, which never calls it. Hiding numba while
+    bm25s imports keeps a ``mine`` process that lexical evidence needs that much smaller (issue 5,
+    target 3: peak memory against sentence-transformers). Where numba is already loaded (the app
+    imports it for UMAP) bm25s is imported as it is.
+    """
+    if "bm25s" in sys.modules or "numba" in sys.modules:
+        import bm25s
+        return bm25s
+    sys.modules["numba"] = None  # makes "import numba" raise ImportError, which bm25s catches
+    try:
+        import bm25s
+    finally:
+        if sys.modules.get("numba", 0) is None:
+            del sys.modules["numba"]
+    return bm25s
 
 
 class LexicalIndex:
     """A BM25 index over documents (English stopwords removed, lower-cased)."""
 
     def __init__(self, doc_texts: Sequence[str]) -> None:
-        import bm25s
-
+        bm25s = _import_bm25s()
         self._bm25s = bm25s
         corpus_tokens = bm25s.tokenize(list(doc_texts), stopwords="en", show_progress=False)
         self._vocab = corpus_tokens.vocab
