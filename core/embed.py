@@ -20,6 +20,7 @@ import numpy as np
 
 from core.backends import DEFAULT_BACKEND, BackendContext, EncodeFn, backend_fingerprint, get_backend
 from core.errors import WorkbenchError
+from core.memory import trim_heap
 from core.store import Store
 from core.text import text_hash
 
@@ -299,6 +300,8 @@ def embed_texts(
         found.update(zip(chunk, vectors))
         if progress is not None:
             progress(min(start + ENCODE_CHUNK, total), total)
+    if total:
+        trim_heap()  # the freed activations go back to the system, not under the next step
     if not len(hashes):
         return np.zeros((0, encoder.dim), dtype=np.float32)
     return np.stack([found[h] for h in hashes]).astype(np.float32, copy=False)

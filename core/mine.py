@@ -18,6 +18,7 @@ import pyarrow as pa
 from core import pool_rows
 from core.embed import Encoder, embed_texts, load_encoder, model_cache_dir
 from core.errors import WorkbenchError
+from core.memory import trim_heap
 from core.false_negatives.base import DetectionContext
 from core.false_negatives.suspicion import Scorer, suspicion_rows
 from core.false_negatives.teacher import load_teacher
@@ -493,6 +494,8 @@ def _execute(store, run_id, request, strategy, params, encoder, depth, progress,
     frame, suspicion = _candidate_frame(pool_list, selections, corpus, depth, k, q_vecs, d_vecs,
                                         scorer)
     counts, short = run_counts(corpus, pool_list, selections, k, widened)
+    scorer.forget_scored()
+    trim_heap()  # the process's peak is the store write below, on top of what is resident now
     timings["build_pool"] = time.perf_counter() - t
     t = time.perf_counter()
     search_info = {**search_info, "teacher": request.teacher, "explain_depth": explain}

@@ -1,4 +1,4 @@
-"""core.memory: freed large blocks go back to the system instead of staying in malloc's heap.
+"""core.memory: torch's large tensors get huge pages, and freed heap blocks go back to the system.
 
 Real glibc, real processes: each scenario runs in a fresh interpreter and reads its own VmRSS.
 """
@@ -12,50 +12,6 @@ import sys
 import pytest
 
 from core.memory import return_large_blocks
-
-# Free one 6 MB block (glibc then raises its mmap threshold to 6 MB unless it is fixed), then
-# allocate 40 more 6 MB blocks with small objects between them, free the big ones, and report
-# how much resident memory the frees gave back.
-SCENARIO = r"""
-import json, sys
-import numpy as np
-sys.path.insert(0, {repo!r})
-from core.memory import return_large_blocks
-fixed = {fixed} and return_large_blocks()
-
-def rss():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-
-first = np.ones(6 << 20, dtype=np.uint8); del first
-blocks, pins = [], []
-for _ in range(40):
-    blocks.append(np.ones(6 << 20, dtype=np.uint8))
-    pins.append(np.ones(1 << 12, dtype=np.uint8))  # keeps the heap from shrinking at its top
-before = rss()
-del blocks
-print(json.dumps({{"fixed": fixed, "returned": before - rss()}}))
-"""
-
-
-def _returned(fixed: bool) -> dict:
-    from pathlib import Path
-
-    repo = str(Path(__file__).resolve().parent.parent)
-    out = subprocess.run([sys.executable, "-c", SCENARIO.format(repo=repo, fixed=fixed)],
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not return_large_blocks(),
-                    reason="glibc's mallopt is needed")
-def test_fixed_threshold_returns_freed_large_blocks_to_the_system():
-    with_fix, without = _returned(True), _returned(False)
-    assert with_fix["fixed"] is True and without["fixed"] is False
-    assert with_fix["returned"] > 200 << 20  # nearly all of the 240 MB
-    assert without["returned"] < with_fix["returned"] / 2  # the default keeps most of it
-
 
 HUGE_PAGES = r"""
 import json, os, resource, sys
@@ -94,3 +50,40 @@ def test_large_tensors_get_huge_pages():
     assert result["env"] == "1"
     if _huge_pages_allowed():
         assert result["huge_kib"] >= 32 << 10 and result["faults"] < 4096
+
+
+TRIM = r"""
+import json, sys
+import numpy as np
+sys.path.insert(0, {repo!r})
+from core.memory import return_large_blocks, trim_heap
+return_large_blocks()
+
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+
+blocks, pins = [], []
+for _ in range(200):  # 1 MiB blocks: below the threshold, so served from the heap
+    blocks.append(np.ones(1 << 20, dtype=np.uint8))
+    pins.append(np.ones(1 << 12, dtype=np.uint8))  # keeps the heap from shrinking at its top
+del blocks
+before = rss()
+trimmed = trim_heap()
+print(json.dumps({{"trimmed": trimmed, "returned": before - rss()}}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not return_large_blocks(),
+                    reason="glibc's malloc_trim is needed")
+def test_trim_heap_returns_freed_heap_blocks():
+    """Freed blocks below the threshold stay resident until the heap is trimmed."""
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parent.parent)
+    out = subprocess.run([sys.executable, "-c", TRIM.format(repo=repo)],
+                         capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    assert result["trimmed"] is True
+    assert result["returned"] > 150 << 20  # most of the 200 MiB

@@ -74,6 +74,11 @@ class Scorer:
         self._cache.clear()
         return self
 
+    def forget_scored(self) -> None:
+        """Drop the cached results of ``score`` (a later call computes them again); ``mine`` calls
+        this once the run's rows are built, so they do not sit under the store write's peak."""
+        self._cache.clear()
+
     def score(self, row: int, docs: np.ndarray, scores: np.ndarray, pos: float) -> PoolSuspicion:
         """Suspicion of one query's candidates (cached per query and candidate list)."""
         key = _key(row, docs)
