@@ -413,6 +413,27 @@ def test_bi_encoder_teacher_uses_the_workspace_cache(tmp_path, tiny_model_dir):
     cached_store.close()
 
 
+def test_bi_encoder_teacher_encodes_every_pool_in_one_call(tmp_path, tiny_model_dir):
+    """Before scoring, the teacher encodes all pooled documents and positives at once (one cache
+    lookup and one encode for the run), and scoring the pools then encodes only the queries."""
+    store = Store(tmp_path / "teacher.duckdb")
+    ctx = _synthetic_context()
+    teacher = load_teacher(str(tiny_model_dir), "bi-encoder", store)
+    calls: list[int] = []
+    encode = teacher.encode
+    teacher.encode = lambda texts: calls.append(len(texts)) or encode(texts)
+    ctx.teacher = teacher
+    detector = get_detector("teacher")
+    pools = [(1, np.arange(4, 20)), (0, np.arange(2, 12)), (2, np.arange(0, 20, 2))]
+    detector.prepare(ctx, pools)
+    assert calls == [20]
+    for row, docs in pools:
+        scores = (ctx.doc_vectors[docs] @ ctx.query_vectors[row]).astype(np.float32)
+        detector.compute(ctx, row, docs, scores, 0.5)
+    assert calls == [20, 3]
+    store.close()
+
+
 def test_load_teacher_errors(tmp_path, planted):
     bad = tmp_path / "bad"
     bad.mkdir()

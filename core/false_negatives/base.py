@@ -61,6 +61,10 @@ class Detector:
     def available(self, ctx: DetectionContext) -> bool:
         return True
 
+    def prepare(self, ctx: DetectionContext, pools: list[tuple[int, np.ndarray]]) -> None:
+        """Called once with every (row, doc indices) pool before ``compute`` sees any of them,
+        for work better done in bulk (a teacher encoding all pooled documents at once)."""
+
     def compute(self, ctx: DetectionContext, row: int, doc_indices: np.ndarray,
                 scores: np.ndarray, pos_score: float) -> RawSignal:
         raise NotImplementedError

@@ -62,6 +62,8 @@ class Scorer:
     def fit(self, pools: list[tuple[int, np.ndarray, np.ndarray, float]]) -> "Scorer":
         """Set the reference distributions from (row, doc indices, scores, pos score) pools."""
         collected: dict[str, list[np.ndarray]] = {d.name: [] for d in self.detectors}
+        for det in self.detectors:
+            det.prepare(self.ctx, [(row, docs) for row, docs, _, _ in pools])
         for row, docs, scores, pos in pools:
             for det in self.detectors:
                 raw = det.compute(self.ctx, row, docs, scores, pos)

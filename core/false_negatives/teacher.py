@@ -71,6 +71,14 @@ def load_teacher(name: str, kind: str = "cross-encoder", store: Any = None) -> T
     return Teacher(name, kind, model, lambda texts: embed_texts(store, encoder, texts))
 
 
+def _encode_documents(ctx: DetectionContext, teacher: Teacher, indices: list[int]) -> None:
+    """Encode (through the cache) the documents among ``indices`` the run has no vector of yet."""
+    vectors: dict[int, np.ndarray] = ctx.cache.setdefault("teacher_documents", {})
+    missing = [d for d in dict.fromkeys(indices) if d not in vectors]
+    if missing:
+        vectors.update(zip(missing, teacher.encode([ctx.doc_texts[d] for d in missing])))
+
+
 def _cached_scores(ctx: DetectionContext, teacher: Teacher, row: int,
                    doc_indices: np.ndarray) -> tuple[np.ndarray, float]:
     """Bi-encoder teacher scores of a pool and of the query's lowest positive, encoding each query
@@ -79,10 +87,7 @@ def _cached_scores(ctx: DetectionContext, teacher: Teacher, row: int,
     if queries is None:
         queries = ctx.cache["teacher_queries"] = teacher.encode(ctx.query_texts)
     vectors: dict[int, np.ndarray] = ctx.cache.setdefault("teacher_documents", {})
-    wanted = dict.fromkeys([*doc_indices.tolist(), *ctx.positives[row].tolist()])
-    missing = [d for d in wanted if d not in vectors]
-    if missing:
-        vectors.update(zip(missing, teacher.encode([ctx.doc_texts[d] for d in missing])))
+    _encode_documents(ctx, teacher, [*doc_indices.tolist(), *ctx.positives[row].tolist()])
     query = queries[row]
     cand = np.stack([vectors[d] for d in doc_indices.tolist()]) @ query
     pos = np.stack([vectors[d] for d in ctx.positives[row].tolist()]) @ query
@@ -106,6 +111,15 @@ class TeacherScore(Detector):
 
     def available(self, ctx: DetectionContext) -> bool:
         return ctx.teacher is not None
+
+    def prepare(self, ctx: DetectionContext, pools: list[tuple[int, np.ndarray]]) -> None:
+        """A bi-encoder teacher encodes every pooled document and positive in one cache lookup
+        and one encode, not one per query (at 100k queries, 100k lookups)."""
+        teacher: Teacher = ctx.teacher
+        if teacher.encode is None:
+            return
+        wanted = [d for row, docs in pools for d in (*docs.tolist(), *ctx.positives[row].tolist())]
+        _encode_documents(ctx, teacher, wanted)
 
     def compute(self, ctx: DetectionContext, row: int, doc_indices: np.ndarray,
                 scores: np.ndarray, pos_score: float) -> RawSignal:
