@@ -2,7 +2,9 @@
 
 Throughput: every backend encodes the same fixed sample of corpus texts, repetitions interleaved
 (the order rotates each round) so load on the machine hits all alike; the figure is the median over
-rounds of torch's time divided by the backend's time in the same round.
+rounds of torch's time divided by the backend's time in the same round. "torch" is the torch
+backend (fp32 with fused linear layers); the row "torch (plain model.encode)" times
+sentence-transformers' own encode of the same model, so the speed-ups against either can be read.
 
 Fidelity (scifact, test split): each backend encodes the whole corpus and the test queries; exact
 search; nDCG@10 against the test qrels; per query, the overlap of the top-10 mined candidates
@@ -18,6 +20,7 @@ the commands behind each table).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -71,6 +74,21 @@ def read_beir(folder: Path, split: str) -> Beir:
     return Beir([str(r["_id"]) for r in docs],
                 [document_text(r.get("title"), r.get("text")) for r in docs],
                 query_ids, [queries[q] for q in query_ids], qrels)
+
+
+UNFUSED = "torch (plain model.encode)"
+"""Timed beside the backends: sentence-transformers' own encode of the same fp32 model, without
+the torch backend's fused layers (its throughput only; its vectors are torch's to float rounding)."""
+
+
+def unfused_torch(torch: Encoder) -> Encoder:
+    """The torch encoder's model run by ``SentenceTransformer.encode`` itself."""
+    def encode(texts, prompt: str, batch_size: int) -> np.ndarray:
+        return torch.model.encode(list(texts), prompt=prompt or None, batch_size=batch_size,
+                                  normalize_embeddings=True, convert_to_numpy=True,
+                                  show_progress_bar=False)
+
+    return dataclasses.replace(torch, name=UNFUSED, encode_fn=encode)
 
 
 def throughput(encoders: dict[str, Encoder], texts: list[str], repeats: int) -> dict[str, dict]:
@@ -227,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     data = read_beir(args.beir, args.split)
     model_cache = args.cache.resolve().parent / "model-cache"
     encoders: dict[str, Encoder] = {"torch": load_encoder(None, args.batch_size)}
+    encoders[UNFUSED] = unfused_torch(encoders["torch"])
     skipped = {}
     for name in [n.strip() for n in args.backends.split(",") if n.strip() and n != "torch"]:
         reason = get_backend(name).unavailable()
@@ -247,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     quality = {}
     if not args.skip_fidelity:
         chosen = ({"torch", *[n.strip() for n in args.fidelity_backends.split(",")]}
-                  if args.fidelity_backends else set(encoders))
+                  if args.fidelity_backends else set(encoders) - {UNFUSED})
         subset = {n: e for n, e in encoders.items() if n in chosen}
         seed_cache(args.cache, args.seed_cache, subset, data.doc_texts + data.query_texts)
         quality = fidelity(subset, data, args.cache)
