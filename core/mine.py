@@ -16,13 +16,14 @@ import pandas as pd
 import pyarrow as pa
 
 from core import pool_rows
+from core.corpus import MiningCorpus, decided_pairs, load_corpus
 from core.embed import Encoder, embed_texts, load_encoder, model_cache_dir
 from core.errors import WorkbenchError
-from core.memory import trim_heap
 from core.false_negatives.base import DetectionContext
 from core.false_negatives.suspicion import Scorer, suspicion_rows
 from core.false_negatives.teacher import load_teacher
 from core.lexical import LexicalIndex
+from core.memory import trim_heap
 from core.mining import (
     MiningContext, QueryPool, Selection, Strategy, get_strategy, params_dict, parse_params,
 )
@@ -71,81 +72,6 @@ class MineRequest:
     reuse_pool: bool = True
 
 
-@dataclass(frozen=True)
-class _Corpus:
-    query_ids: list[str]
-    query_texts: list[str]
-    doc_ids: list[str]
-    doc_texts: list[str]
-    excluded: list[np.ndarray]      # per query: positives and exact duplicates of a positive
-    positives: list[np.ndarray]     # per query: labeled positives
-    duplicate_count: int
-    given: pd.DataFrame
-    query_hashes: list[str]
-    doc_hashes: list[str]
-
-
-def _load_corpus(store: Store, dataset_id: int) -> _Corpus:
-    queries = store.dataset_frame(dataset_id, "queries")
-    documents = store.dataset_frame(dataset_id, "documents")
-    positives = store.dataset_frame(dataset_id, "positives")
-    if documents.empty:
-        raise WorkbenchError("the dataset has no documents to mine from")
-    queries = queries[queries["query_id"].isin(positives["query_id"])].reset_index(drop=True)
-    if queries.empty:
-        raise WorkbenchError("the dataset has no query with a positive; nothing to mine")
-    pos_lists, excluded, duplicates = _positive_sets(queries, documents, positives)
-    return _Corpus(
-        queries["query_id"].tolist(), queries["text"].tolist(), documents["doc_id"].tolist(),
-        documents["text"].tolist(), excluded, pos_lists, duplicates,
-        store.dataset_frame(dataset_id, "given_negatives"), queries["text_hash"].tolist(),
-        documents["text_hash"].tolist(),
-    )
-
-
-def _positive_sets(queries: pd.DataFrame, documents: pd.DataFrame,
-                   positives: pd.DataFrame) -> tuple[list[np.ndarray], list[np.ndarray], int]:
-    """Per query row: its positives' doc indices, those plus exact duplicates of a positive
-    (same text hash), and how many duplicates that adds over all queries (vectorised)."""
-    q_row = pd.Index(queries["query_id"]).get_indexer(positives["query_id"])
-    d_idx = pd.Index(documents["doc_id"]).get_indexer(positives["doc_id"])
-    pairs = pd.DataFrame({"q": q_row, "d": d_idx})
-    pairs = pairs[pairs["q"] >= 0]
-    hashes = documents["text_hash"].to_numpy()
-    repeated = documents["text_hash"].duplicated(keep=False).to_numpy()
-    dup = pd.DataFrame({"h": hashes[repeated], "d2": np.flatnonzero(repeated)})
-    same = pairs.assign(h=hashes[pairs["d"].to_numpy()]).merge(dup, on="h")
-    wide = pd.concat([pairs, same[["q", "d2"]].rename(columns={"d2": "d"})])
-    wide = wide.drop_duplicates().sort_values(["q", "d"], kind="stable")
-    pairs = pairs.sort_values("q", kind="stable")
-    n = len(queries)
-    split = np.searchsorted(pairs["q"].to_numpy(), np.arange(1, n))
-    pos_lists = np.split(pairs["d"].to_numpy(np.int64), split)
-    split = np.searchsorted(wide["q"].to_numpy(), np.arange(1, n))
-    excluded = np.split(wide["d"].to_numpy(np.int64), split)
-    duplicates = len(wide) - len(pairs.drop_duplicates())
-    return pos_lists, excluded, int(duplicates)
-
-
-def _decisions(store: Store, corpus: _Corpus) -> dict[tuple[int, int], str]:
-    """Latest decisions on this corpus's pairs, keyed by (query row, doc index)."""
-    latest = store.latest_decisions()
-    if not latest:
-        return {}
-    q_rows: dict[str, list[int]] = {}
-    for i, h in enumerate(corpus.query_hashes):
-        q_rows.setdefault(h, []).append(i)
-    d_rows: dict[str, list[int]] = {}
-    for i, h in enumerate(corpus.doc_hashes):
-        d_rows.setdefault(h, []).append(i)
-    out: dict[tuple[int, int], str] = {}
-    for d in latest:
-        for q in q_rows.get(d.query_hash, ()):
-            for doc in d_rows.get(d.doc_hash, ()):
-                out[(q, doc)] = d.label
-    return out
-
-
 def _rng(seed: int, query_id: str) -> np.random.Generator:
     """Per-query generator: selections do not depend on query order or on widening."""
     return np.random.default_rng([seed, zlib.crc32(query_id.encode("utf-8"))])
@@ -159,7 +85,7 @@ class _Pools:
     initial pools (``release_index``): widening a query's pool then searches it exactly.
     """
 
-    def __init__(self, corpus: _Corpus, q_vecs: np.ndarray, d_vecs: np.ndarray, lexical: bool,
+    def __init__(self, corpus: MiningCorpus, q_vecs: np.ndarray, d_vecs: np.ndarray, lexical: bool,
                  seed: int = 0, indexed: bool = True):
         self.corpus, self.q_vecs, self.d_vecs = corpus, q_vecs, d_vecs
         self.n_docs = d_vecs.shape[0]
@@ -262,7 +188,7 @@ def _select_all(
 
 
 def _candidate_frame(
-    pool_list: list[QueryPool], selections: list[Selection], corpus: _Corpus, store_depth: int,
+    pool_list: list[QueryPool], selections: list[Selection], corpus: MiningCorpus, store_depth: int,
     k: int, q_vecs: np.ndarray, d_vecs: np.ndarray, scorer: Scorer,
 ) -> tuple[pa.Table, pa.Table]:
     """The stored pool (top ``store_depth``, deeper where selections reach) and its suspicion.
@@ -298,7 +224,7 @@ def _candidate_frame(
     return frame, suspicion
 
 
-def _given_outside(pool_list: list[QueryPool], rows: pool_rows.PoolLayout, corpus: _Corpus,
+def _given_outside(pool_list: list[QueryPool], rows: pool_rows.PoolLayout, corpus: MiningCorpus,
                    q_vecs: np.ndarray, d_vecs: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     """Given negatives of the mined queries: (rows for those outside the stored pool, the keys
     (query row x documents + doc index) of all of them)."""
@@ -379,7 +305,7 @@ def _vector_source(store: Store, request: MineRequest) -> VectorSource:
                         model_cache_dir(store.path))
 
 
-def embed_corpus(store: Store, source: VectorSource, corpus: _Corpus, request: MineRequest,
+def embed_corpus(store: Store, source: VectorSource, corpus: MiningCorpus, request: MineRequest,
                  progress: PhaseProgress | None,
                  timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
     """(query vectors, document vectors) from the cache, encoding only texts it lacks; the
@@ -410,7 +336,7 @@ def explain_depth(n_queries: int, depth: int, k: int) -> int | None:
     return None if n_queries * depth <= EXPLAIN_ALL_UP_TO else max(EXPLAIN_DEPTH, 2 * k)
 
 
-def run_counts(corpus: _Corpus, pool_list: list[QueryPool], selections: list[Selection], k: int,
+def run_counts(corpus: MiningCorpus, pool_list: list[QueryPool], selections: list[Selection], k: int,
                widened: int) -> tuple[dict[str, int], list[str]]:
     """The run's per-rule counts, and the queries left short of k negatives."""
     counts: dict[str, int] = {
@@ -428,7 +354,7 @@ def run_counts(corpus: _Corpus, pool_list: list[QueryPool], selections: list[Sel
 
 
 def _search_pools(store: Store, request: MineRequest, strategy: Strategy, encoder: VectorSource,
-                  dataset_id: int, embedded: tuple[_Corpus, np.ndarray, np.ndarray], depth: int,
+                  dataset_id: int, embedded: tuple[MiningCorpus, np.ndarray, np.ndarray], depth: int,
                   progress: PhaseProgress | None,
                   timings: dict[str, float]) -> tuple[_Pools, list[QueryPool], dict[str, Any]]:
     """The run's pools and their search info: from a run on an earlier version of the dataset
@@ -459,7 +385,7 @@ def _search_pools(store: Store, request: MineRequest, strategy: Strategy, encode
 def _execute(store, run_id, request, strategy, params, encoder, depth, progress, dataset_id):
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    corpus = _load_corpus(store, dataset_id)
+    corpus = load_corpus(store, dataset_id)
     k = request.num_negatives
     if len(corpus.doc_ids) - max(len(e) for e in corpus.excluded) < k:
         raise WorkbenchError(
@@ -471,7 +397,7 @@ def _execute(store, run_id, request, strategy, params, encoder, depth, progress,
     timings["load"] = time.perf_counter() - t0
     q_vecs, d_vecs = embed_corpus(store, encoder, corpus, request, progress, timings)
     t = time.perf_counter()
-    decisions = _decisions(store, corpus)
+    decisions = decided_pairs(store, corpus)
     teacher = (load_teacher(request.teacher, request.teacher_kind, store) if request.teacher
                else None)
     pools, initial, search_info = _search_pools(store, request, strategy, encoder, dataset_id,

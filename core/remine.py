@@ -35,9 +35,10 @@ import pyarrow as pa
 
 from core import pool_rows
 from core.false_negatives.suspicion import PoolSuspicion
+from core.corpus import MiningCorpus, decided_pairs, load_corpus
 from core.mine import (
-    MineRequest, PhaseProgress, VectorSource, _Corpus, _decisions, _given_outside, _load_corpus,
-    _Pools, _rng, embed_corpus, run_counts,
+    MineRequest, PhaseProgress, VectorSource, _given_outside, _Pools, _rng, embed_corpus,
+    run_counts,
 )
 from core.mining import (
     MiningContext, QueryPool, Selection, Strategy, get_strategy, params_dict,
@@ -84,7 +85,7 @@ def _positions(column: pa.ChunkedArray, ids: list[str]) -> np.ndarray:
     return where[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
-def _stored_pools(store: Store, base: RunInfo, corpus: _Corpus, lexical: bool) -> _StoredPools:
+def _stored_pools(store: Store, base: RunInfo, corpus: MiningCorpus, lexical: bool) -> _StoredPools:
     table = store.run_pool(base.run_id)
     q_row = _positions(table.column("query_id"), corpus.query_ids)
     d_idx = _positions(table.column("doc_id"), corpus.doc_ids).astype(np.int64)
@@ -120,7 +121,7 @@ class _StoredSuspicion:
         return PoolSuspicion(np.nan_to_num(values, nan=0.0), {}, [[]] * len(docs))
 
 
-def _pool(stored: _StoredPools, corpus: _Corpus, row: int, depth: int,
+def _pool(stored: _StoredPools, corpus: MiningCorpus, row: int, depth: int,
           pos_score: float) -> QueryPool:
     docs = stored.docs[row][:depth]
     exhausted = bool(stored.complete[row] and len(docs) == len(stored.docs[row]))
@@ -129,7 +130,7 @@ def _pool(stored: _StoredPools, corpus: _Corpus, row: int, depth: int,
                      exhausted, None if lexical is None else lexical[:depth])
 
 
-def _select(strategy: Strategy, params: Any, state: Any, stored: _StoredPools, corpus: _Corpus,
+def _select(strategy: Strategy, params: Any, state: Any, stored: _StoredPools, corpus: MiningCorpus,
             pos_scores: np.ndarray, k: int, depth: int,
             seed: int) -> tuple[list[QueryPool], list[Selection], int] | None:
     """``mine``'s selection with widening served from storage; None when storage runs out."""
@@ -164,7 +165,7 @@ def remine(store: Store, request: MineRequest, strategy: Strategy, params: Any,
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     k = request.num_negatives
-    corpus = _load_corpus(store, dataset_id)
+    corpus = load_corpus(store, dataset_id)
     stored = _stored_pools(store, base, corpus, strategy.pool_source == "lexical")
     timings["load_pool"] = time.perf_counter() - t0
     q_vecs, d_vecs = embed_corpus(store, source, corpus, request, progress, timings)
@@ -172,7 +173,7 @@ def remine(store: Store, request: MineRequest, strategy: Strategy, params: Any,
     pos_scores = _positive_scores(corpus, q_vecs, d_vecs)
     ctx = MiningContext(corpus.query_ids, corpus.query_texts, q_vecs, corpus.doc_ids,
                         corpus.doc_texts, d_vecs, request.seed, corpus.positives,
-                        _StoredSuspicion(stored), _decisions(store, corpus))
+                        _StoredSuspicion(stored), decided_pairs(store, corpus))
     state = strategy.prepare(ctx, params)
     chosen = _select(strategy, params, state, stored, corpus, pos_scores, k, depth, request.seed)
     if chosen is None:
@@ -202,14 +203,14 @@ def remine(store: Store, request: MineRequest, strategy: Strategy, params: Any,
         raise
 
 
-def _positive_scores(corpus: _Corpus, q_vecs: np.ndarray, d_vecs: np.ndarray) -> np.ndarray:
+def _positive_scores(corpus: MiningCorpus, q_vecs: np.ndarray, d_vecs: np.ndarray) -> np.ndarray:
     """Per query, the score of its lowest-scoring positive (as ``mine`` computes it)."""
     return np.array([float((d_vecs[p] @ q_vecs[i]).min()) if len(p) else 0.0
                      for i, p in enumerate(corpus.positives)], dtype=np.float32)
 
 
 def _frame(pool_list: list[QueryPool], selections: list[Selection], stored: _StoredPools,
-           corpus: _Corpus, depth: int, k: int, q_vecs: np.ndarray,
+           corpus: MiningCorpus, depth: int, k: int, q_vecs: np.ndarray,
            d_vecs: np.ndarray) -> pa.Table:
     """The new run's candidate rows, with the stored suspicion beside them."""
     rows = pool_rows.layout(pool_list, selections, depth, k)
@@ -247,7 +248,7 @@ def find_grown_base(store: Store, dataset_id: int, model_fp: str, request: MineR
     return None
 
 
-def _changed_documents(store: Store, base: RunInfo, corpus: _Corpus) -> tuple[np.ndarray,
+def _changed_documents(store: Store, base: RunInfo, corpus: MiningCorpus) -> tuple[np.ndarray,
                                                                               np.ndarray]:
     """(doc indices that are new or whose text changed since the base's dataset version; a mask
     over the corpus of those that changed)."""
@@ -259,7 +260,7 @@ def _changed_documents(store: Store, base: RunInfo, corpus: _Corpus) -> tuple[np
     return np.flatnonzero(fresh), fresh & ~pd.isna(before)
 
 
-def _unchanged_queries(store: Store, base: RunInfo, corpus: _Corpus,
+def _unchanged_queries(store: Store, base: RunInfo, corpus: MiningCorpus,
                        stale_doc: np.ndarray) -> np.ndarray:
     """Per query row: same text and the same positives as in the base's dataset version, with no
     positive whose text changed."""
