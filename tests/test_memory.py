@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -31,22 +32,26 @@ print(json.dumps({{"env": os.environ.get("THP_MEM_ALLOC_ENABLE"), "faults": faul
 
 
 def _huge_pages_allowed() -> bool:
-    from pathlib import Path
-
     mode = Path("/sys/kernel/mm/transparent_hugepage/enabled")
     return mode.exists() and "[never]" not in mode.read_text()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not return_large_blocks(),
-                    reason="glibc's mallopt is needed")
+NEEDS_GLIBC = pytest.mark.skipif(not sys.platform.startswith("linux") or not return_large_blocks(),
+                                 reason="glibc's mallopt and malloc_trim are needed")
+
+
+def _run(scenario: str) -> dict:
+    """Run a scenario in a fresh interpreter; its last output line is a JSON object."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    out = subprocess.run([sys.executable, "-c", scenario.format(repo=repo)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@NEEDS_GLIBC
 def test_large_tensors_get_huge_pages():
     """A 64 MiB tensor is faulted in 2 MiB pages, not 16,384 pages of 4 KiB."""
-    from pathlib import Path
-
-    repo = str(Path(__file__).resolve().parent.parent)
-    out = subprocess.run([sys.executable, "-c", HUGE_PAGES.format(repo=repo)],
-                         capture_output=True, text=True, check=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = _run(HUGE_PAGES)
     assert result["env"] == "1"
     if _huge_pages_allowed():
         assert result["huge_kib"] >= 32 << 10 and result["faults"] < 4096
@@ -75,15 +80,9 @@ print(json.dumps({{"trimmed": trimmed, "returned": before - rss()}}))
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not return_large_blocks(),
-                    reason="glibc's malloc_trim is needed")
+@NEEDS_GLIBC
 def test_trim_heap_returns_freed_heap_blocks():
     """Freed blocks below the threshold stay resident until the heap is trimmed."""
-    from pathlib import Path
-
-    repo = str(Path(__file__).resolve().parent.parent)
-    out = subprocess.run([sys.executable, "-c", TRIM.format(repo=repo)],
-                         capture_output=True, text=True, check=True)
-    result = json.loads(out.stdout)
+    result = _run(TRIM)
     assert result["trimmed"] is True
     assert result["returned"] > 150 << 20  # most of the 200 MiB
