@@ -154,9 +154,9 @@ def test_torch_runs_the_plain_model_when_fusion_is_missing_or_differs(monkeypatc
     # A view that does not reproduce the model on the probe texts is not used.
     monkeypatch.setattr(torch_backend, "FUSED_MIN_COSINE", 1.5)
     with pytest.warns(RuntimeWarning, match="reproduce the model only to cosine"):
-        assert torch_backend._checked_fused_view(reference.model) is reference.model
+        assert torch_backend.checked_fused_view(reference.model) is reference.model
     monkeypatch.setattr(torch_backend, "FUSED_MIN_COSINE", FUSED_MIN_COSINE)
-    assert torch_backend._checked_fused_view(reference.model) is not reference.model
+    assert torch_backend.checked_fused_view(reference.model) is not reference.model
 
 
 def test_bf16_when_the_cpu_has_it(reference):

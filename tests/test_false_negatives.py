@@ -393,6 +393,11 @@ def test_bi_encoder_teacher_uses_the_workspace_cache(tmp_path, tiny_model_dir):
     cached = load_teacher(str(tiny_model_dir), "bi-encoder", cached_store)
     plain = load_teacher(str(tiny_model_dir), "bi-encoder")
     assert cached.encode is not None and plain.encode is None
+    # A bi-encoder teacher runs the torch backend's fused layers where this torch has them.
+    import torch
+    if torch.backends.mkldnn.is_available():
+        layer = plain.model[0].auto_model.encoder.layer[0]
+        assert type(layer.intermediate.dense).__name__ == "FusedLinear"
     calls: list[int] = []
     encode = cached.encode
     cached.encode = lambda texts: calls.append(len(texts)) or encode(texts)

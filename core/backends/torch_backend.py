@@ -134,7 +134,7 @@ def fused_view(model: object) -> tuple[object, int]:
     return rebuild(model), count
 
 
-def _checked_fused_view(model: object) -> object:
+def checked_fused_view(model: object) -> object:
     """The fused view where it reproduces ``model`` on the probe texts, else ``model`` itself."""
     from core.backends.onnx_export import PROBE_TEXTS
 
@@ -159,7 +159,7 @@ def _checked_fused_view(model: object) -> object:
 
 
 def _load_fp32(ctx: BackendContext) -> EncodeFn:
-    model = _checked_fused_view(ctx.model)
+    model = checked_fused_view(ctx.model)
 
     def encode(texts: Sequence[str], prompt: str, batch_size: int) -> np.ndarray:
         return _encode_with(model, texts, prompt, batch_size)
