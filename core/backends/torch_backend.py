@@ -124,12 +124,10 @@ def fused_view(model: object) -> tuple[object, int]:
             names = [n for n in children if n not in ("dense", "intermediate_act_fn")]
         else:
             names = list(children)
-        copy_ = copy.copy(module)
-        copy_._modules = {n: children[n] for n in children}
-        for name in names:
-            if children[name] is not None:
-                copy_._modules[name] = rebuild(children[name])
-        return copy_
+        view = copy.copy(module)  # shares parameters and buffers; gets its own child list
+        view._modules = {n: (rebuild(c) if n in names and c is not None else c)
+                         for n, c in children.items()}
+        return view
 
     return rebuild(model), count
 
