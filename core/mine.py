@@ -85,8 +85,8 @@ class _Pools:
     initial pools (``release_index``): widening a query's pool then searches it exactly.
     """
 
-    def __init__(self, corpus: MiningCorpus, q_vecs: np.ndarray, d_vecs: np.ndarray, lexical: bool,
-                 seed: int = 0, indexed: bool = True):
+    def __init__(self, corpus: MiningCorpus, q_vecs: np.ndarray, d_vecs: np.ndarray,
+                 lexical: bool, seed: int = 0, indexed: bool = True):
         self.corpus, self.q_vecs, self.d_vecs = corpus, q_vecs, d_vecs
         self.n_docs = d_vecs.shape[0]
         if lexical and not any(corpus.doc_texts):
@@ -188,8 +188,8 @@ def _select_all(
 
 
 def _candidate_frame(
-    pool_list: list[QueryPool], selections: list[Selection], corpus: MiningCorpus, store_depth: int,
-    k: int, q_vecs: np.ndarray, d_vecs: np.ndarray, scorer: Scorer,
+    pool_list: list[QueryPool], selections: list[Selection], corpus: MiningCorpus,
+    store_depth: int, k: int, q_vecs: np.ndarray, d_vecs: np.ndarray, scorer: Scorer,
 ) -> tuple[pa.Table, pa.Table]:
     """The stored pool (top ``store_depth``, deeper where selections reach) and its suspicion.
 
@@ -336,8 +336,8 @@ def explain_depth(n_queries: int, depth: int, k: int) -> int | None:
     return None if n_queries * depth <= EXPLAIN_ALL_UP_TO else max(EXPLAIN_DEPTH, 2 * k)
 
 
-def run_counts(corpus: MiningCorpus, pool_list: list[QueryPool], selections: list[Selection], k: int,
-               widened: int) -> tuple[dict[str, int], list[str]]:
+def run_counts(corpus: MiningCorpus, pool_list: list[QueryPool], selections: list[Selection],
+               k: int, widened: int) -> tuple[dict[str, int], list[str]]:
     """The run's per-rule counts, and the queries left short of k negatives."""
     counts: dict[str, int] = {
         "positives_excluded": int(sum(len(p) for p in corpus.positives)),
@@ -354,8 +354,8 @@ def run_counts(corpus: MiningCorpus, pool_list: list[QueryPool], selections: lis
 
 
 def _search_pools(store: Store, request: MineRequest, strategy: Strategy, encoder: VectorSource,
-                  dataset_id: int, embedded: tuple[MiningCorpus, np.ndarray, np.ndarray], depth: int,
-                  progress: PhaseProgress | None,
+                  dataset_id: int, embedded: tuple[MiningCorpus, np.ndarray, np.ndarray],
+                  depth: int, progress: PhaseProgress | None,
                   timings: dict[str, float]) -> tuple[_Pools, list[QueryPool], dict[str, Any]]:
     """The run's pools and their search info: from a run on an earlier version of the dataset
     when one can serve (``core.remine.grown_pools``: only new documents are searched), else

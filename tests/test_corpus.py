@@ -12,7 +12,8 @@ QUERIES = {"q0": "a query with a positive", "q1": "a query without one"}
 
 
 def _dataset(store, tmp_path):
-    return ingest_tiny(store, write_beir(tmp_path / "b", CORPUS, QUERIES, [("q0", "d0", 1)])).dataset
+    folder = write_beir(tmp_path / "b", CORPUS, QUERIES, [("q0", "d0", 1)])
+    return ingest_tiny(store, folder).dataset
 
 
 def test_queries_without_a_positive_are_left_out_and_duplicates_excluded(store, tmp_path):

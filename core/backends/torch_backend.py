@@ -64,7 +64,7 @@ def _fused_linear_class():
     from torch import nn
 
     class FusedLinear(nn.Module):
-        """``nn.Linear`` (and optionally the GELU after it) as one oneDNN call on the same tensors."""
+        """``nn.Linear`` (and the GELU after it, if any) as one oneDNN call on the same tensors."""
 
         def __init__(self, linear: nn.Linear, gelu: str = "") -> None:
             super().__init__()
@@ -80,7 +80,7 @@ def _fused_linear_class():
 
 
 def _gelu_kind(module: object) -> str:
-    """oneDNN's name for the GELU a module computes ("none": erf, "tanh"), or "" if it is not one."""
+    """oneDNN's name for the GELU a module computes ("none": erf, "tanh"), else ""."""
     import torch
     from torch import nn
 
