@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -36,6 +37,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from core.backends import backend_names, get_backend  # noqa: E402
+from core.backends.torch_backend import encode_with  # noqa: E402
 from core.embed import Encoder, embed_texts, load_encoder  # noqa: E402
 from core.store import Store  # noqa: E402
 from core.text import document_text, text_hash  # noqa: E402
@@ -83,12 +85,8 @@ the torch backend's fused layers (its throughput only; its vectors are torch's t
 
 def unfused_torch(torch: Encoder) -> Encoder:
     """The torch encoder's model run by ``SentenceTransformer.encode`` itself."""
-    def encode(texts, prompt: str, batch_size: int) -> np.ndarray:
-        return torch.model.encode(list(texts), prompt=prompt or None, batch_size=batch_size,
-                                  normalize_embeddings=True, convert_to_numpy=True,
-                                  show_progress_bar=False)
-
-    return dataclasses.replace(torch, name=UNFUSED, encode_fn=encode)
+    return dataclasses.replace(torch, name=UNFUSED, encode_fn=functools.partial(encode_with,
+                                                                                torch.model))
 
 
 def throughput(encoders: dict[str, Encoder], texts: list[str], repeats: int) -> dict[str, dict]:

@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from core.backends import DEFAULT_BACKEND, BackendContext, EncodeFn, backend_fingerprint, get_backend
+from core.backends.torch_backend import encode_with
 from core.errors import WorkbenchError
 from core.memory import trim_heap
 from core.store import Store
@@ -57,14 +58,7 @@ class Encoder:
         if not len(texts):
             return np.zeros((0, self.dim), dtype=np.float32)
         if self.encode_fn is None:
-            vectors = self.model.encode(
-                list(texts),
-                prompt=prompt or None,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            vectors = encode_with(self.model, texts, prompt, self.batch_size)
         else:
             vectors = self.encode_fn(list(texts), prompt, self.batch_size)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)

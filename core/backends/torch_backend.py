@@ -52,7 +52,8 @@ def bf16_unavailable() -> str | None:
     return "the CPU reports neither avx512_bf16 nor amx_bf16, so bfloat16 would be slower than fp32"
 
 
-def _encode_with(model: object, texts: Sequence[str], prompt: str, batch_size: int) -> np.ndarray:
+def encode_with(model: object, texts: Sequence[str], prompt: str, batch_size: int) -> np.ndarray:
+    """``SentenceTransformer.encode`` as every torch path here calls it: normalised numpy rows."""
     return model.encode(
         list(texts), prompt=prompt or None, batch_size=batch_size, normalize_embeddings=True,
         convert_to_numpy=True, show_progress_bar=False,
@@ -141,8 +142,8 @@ def checked_fused_view(model: object) -> object:
         if not count:
             return model
         texts = list(PROBE_TEXTS)
-        plain = _encode_with(model, texts, "", 8)
-        fused = _encode_with(view, texts, "", 8)
+        plain = encode_with(model, texts, "", 8)
+        fused = encode_with(view, texts, "", 8)
     except (RuntimeError, TypeError, ValueError, AttributeError) as err:
         warnings.warn(f"torch backend: fused linear layers failed ({err}); encoding with the "
                       f"plain model, which is slower", RuntimeWarning, stacklevel=2)
@@ -160,7 +161,7 @@ def _load_fp32(ctx: BackendContext) -> EncodeFn:
     model = checked_fused_view(ctx.model)
 
     def encode(texts: Sequence[str], prompt: str, batch_size: int) -> np.ndarray:
-        return _encode_with(model, texts, prompt, batch_size)
+        return encode_with(model, texts, prompt, batch_size)
 
     return encode
 
@@ -170,7 +171,7 @@ def _load_bf16(ctx: BackendContext) -> EncodeFn:
 
     def encode(texts: Sequence[str], prompt: str, batch_size: int) -> np.ndarray:
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            return _encode_with(ctx.model, texts, prompt, batch_size)
+            return encode_with(ctx.model, texts, prompt, batch_size)
 
     return encode
 
