@@ -29,13 +29,28 @@ def _import_bm25s():
     return bm25s
 
 
+def _english_stemmer():
+    """Snowball's English stemmer (PyStemmer, the one bm25s documents): "states" and "state",
+    "crossings" and "crossing" become one term, as in the English analyzers BM25 baselines use."""
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
 class LexicalIndex:
-    """A BM25 index over documents (English stopwords removed, lower-cased)."""
+    """A BM25 index over documents (lower-cased, English stopwords removed, Snowball-stemmed).
+
+    Stemming lifts BM25's evidence that a candidate is an unlabeled positive on every shared
+    dataset (bench/RESULTS.md, "Cold suspicion, session 5"); documents and queries go through the
+    same tokenizer, so a query's inflection matches a document's.
+    """
 
     def __init__(self, doc_texts: Sequence[str]) -> None:
         bm25s = _import_bm25s()
         self._bm25s = bm25s
-        corpus_tokens = bm25s.tokenize(list(doc_texts), stopwords="en", show_progress=False)
+        self._stemmer = _english_stemmer()
+        corpus_tokens = bm25s.tokenize(list(doc_texts), stopwords="en", stemmer=self._stemmer,
+                                       show_progress=False)
         self._vocab = corpus_tokens.vocab
         self._retriever = bm25s.BM25()
         self._retriever.index(corpus_tokens, show_progress=False)
@@ -50,9 +65,8 @@ class LexicalIndex:
 
     def query_token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Each text's tokens as ids of the index's vocabulary (unknown tokens dropped)."""
-        tokens = self._bm25s.tokenize(
-            list(texts), stopwords="en", return_ids=False, show_progress=False
-        )
+        tokens = self._bm25s.tokenize(list(texts), stopwords="en", stemmer=self._stemmer,
+                                      return_ids=False, show_progress=False)
         return [[self._vocab[t] for t in toks if t in self._vocab] for toks in tokens]
 
     def search(self, query_texts: Sequence[str], depth: int) -> tuple[np.ndarray, np.ndarray]:

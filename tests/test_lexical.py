@@ -43,3 +43,13 @@ def test_score_pairs_agrees_with_a_full_search():
     pairs = index.score_pairs("pedestrians crossing zebra", ids[0])
     np.testing.assert_allclose(pairs, scores[0], rtol=1e-5)
     assert scores[0][0] > scores[0][-1] == 0.0
+
+
+def test_inflections_of_a_query_word_match():
+    """Documents and queries are stemmed alike: a query's "crossing" finds "crossings", "states"
+    finds "state", and a word sharing no stem still scores nothing."""
+    index = LexicalIndex(DOCS + ["which state was admitted last to the union"])
+    scores = index.score_pairs("zebra crossing", np.arange(len(DOCS) + 1))
+    assert scores[1] > scores[0] > 0 and scores[3] == 0
+    states = index.score_pairs("states", np.arange(len(DOCS) + 1))
+    assert states[-1] > 0 and (states[:-1] == 0).all()

@@ -16,7 +16,7 @@ class BM25Params:
 
 
 class BM25(Strategy):
-    """Take the k highest-BM25 non-positives (bm25s, English stopwords, lower-cased).
+    """Take the k highest-BM25 non-positives (bm25s: lower-cased, English stopwords removed, stemmed).
 
     References:
         Karpukhin et al., "Dense Passage Retrieval for Open-Domain Question Answering",
