@@ -10,6 +10,7 @@ import streamlit as st
 
 from core.errors import WorkbenchError
 from core.backends import DEFAULT_BACKEND, backend_names, get_backend
+from core.false_negatives.suspicion import weights_text
 from core.false_negatives.teacher import TEACHER_KINDS
 from core.mine import DEFAULT_POOL_DEPTH, MineRequest, mine
 from core.mining import strategy_names
@@ -145,6 +146,8 @@ def _run(request: MineRequest) -> None:
     st.success(f"Run {run.run_id}: {run.filter_counts.get('selected', 0)} negatives for "
                f"{run.n_queries} queries, {len(run.short_queries)} queries short.",
                icon=":material/check:")
+    if run.search.get("suspicion_weights"):
+        st.caption("Suspicion weights: " + weights_text(run.search["suspicion_weights"]))
 
 
 st.subheader("New run")

@@ -154,6 +154,10 @@ def cmd_mine(args: argparse.Namespace) -> int:
         print(f"  queries short of {run.num_negatives} negatives: {shown}{more}")
     if run.search:
         print("  search: " + _search_line(run.search))
+    if run.search.get("suspicion_weights"):
+        from core.false_negatives.suspicion import weights_text
+
+        print("  suspicion weights: " + weights_text(run.search["suspicion_weights"]))
     print("  timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in run.timings.items()))
     return 0
 

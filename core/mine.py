@@ -424,7 +424,8 @@ def _execute(store, run_id, request, strategy, params, encoder, depth, progress,
     trim_heap()  # the process's peak is the store write below, on top of what is resident now
     timings["build_pool"] = time.perf_counter() - t
     t = time.perf_counter()
-    search_info = {**search_info, "teacher": request.teacher, "explain_depth": explain}
+    search_info = {**search_info, "teacher": request.teacher, "explain_depth": explain,
+                   "suspicion_weights": scorer.weight_report()}
     store.finish_run(run_id, frame, timings, counts, len(corpus.query_ids), short, search_info,
                      suspicion=(suspicion, "cold"))
     timings["store"] = time.perf_counter() - t

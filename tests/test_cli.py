@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -41,6 +42,9 @@ def test_documented_commands_on_the_bundled_sample(tmp_path):
     r = run_cli("mine", "--workspace", str(ws), "--strategy", "top_k", "--num-negatives", "5")
     assert r.returncode == 0, r.stderr
     assert "run 1: top_k" in r.stdout and "encode documents" in r.stderr  # tqdm progress
+    # Each signal's weight in the suspicion, with the measurement behind it.
+    assert re.search(r"suspicion weights: relative_score [0-9.]+ \(ranks the labeled positives "
+                     r"above [0-9]+% of their pools\)", r.stdout), r.stdout
     r = run_cli("export", "--workspace", str(ws), "--format", "flag-embedding", "--out", str(out))
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]

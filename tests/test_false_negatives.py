@@ -21,9 +21,10 @@ from sklearn.metrics import roc_auc_score
 from core.errors import WorkbenchError
 from core.export import planned_negatives
 from core.false_negatives import (
-    DetectionContext, Detector, detector_names, get_detector, register,
+    DetectionContext, Detector, RawSignal, detector_names, get_detector, register,
 )
 from core.false_negatives.cross_query import REASON_QUERY_SIMILARITY
+from core.false_negatives.suspicion import Scorer, weights_text
 from core.false_negatives.learning import (
     QUERY_RATE, MonotoneLogistic, cold_suspicion, learn_from_decisions, learned_suspicion,
     query_rate, signal_matrix,
@@ -198,6 +199,8 @@ def test_detector_contract(name):
         assert ((set_values >= 0) & (set_values <= 1)).all()
     if raw.details is not None:
         assert len(raw.details) == len(docs)
+    if raw.positive is not None:  # the signal read on query b's two labeled positives
+        assert raw.positive.shape == (2,) and np.isfinite(raw.positive).all()
     for i, value in enumerate(raw.values):
         text = detector.reason(float(value), 0.9, raw.details[i] if raw.details else None)
         assert text is None or (isinstance(text, str) and text)
@@ -217,6 +220,63 @@ def test_positive_similarity_ranks_a_planted_duplicate_first():
     raw = get_detector("positive_similarity").compute(ctx, 0, docs, np.zeros(16, np.float32), 0.5)
     assert docs[int(np.argmax(raw.values))] == 10
     assert np.flatnonzero(~np.isnan(raw.decisive)).tolist() == [int(np.flatnonzero(docs == 10)[0])]
+
+
+class _Probed(Detector):
+    """A synthetic signal: each query's pool is uniform noise; the labeled positive's value sits
+    at ``positive_at`` (a quantile of the pool's range), or is not given when None."""
+
+    summary = "synthetic"
+
+    def __init__(self, name: str, positive_at: float | None) -> None:
+        self.name, self.positive_at = name, positive_at
+
+    def compute(self, ctx, row, doc_indices, scores, pos_score):
+        values = np.random.default_rng([row, len(self.name)]).random(len(doc_indices))
+        positive = None if self.positive_at is None else np.array([self.positive_at])
+        return RawSignal(values.astype(np.float32), positive=positive)
+
+
+def _probe_pools(n_queries: int) -> tuple[DetectionContext, list]:
+    ctx = DetectionContext([f"q{i}" for i in range(n_queries)], [""] * n_queries,
+                           np.zeros((n_queries, 2), np.float32), [""] * 50,
+                           np.zeros((50, 2), np.float32), [np.array([0])] * n_queries)
+    docs = np.arange(1, 50)
+    return ctx, [(i, docs, np.zeros(49, np.float32), 0.5) for i in range(n_queries)]
+
+
+def test_signals_are_weighted_by_how_they_rank_the_labeled_positives():
+    """A signal that ranks the known positives above their pools outweighs one that places them
+    at chance; one that ranks them last gets no weight; one that cannot be read on a positive gets
+    the measured signals' mean separation."""
+    ctx, pools = _probe_pools(200)
+    detectors = [_Probed("strong", 0.97), _Probed("weak", 0.6), _Probed("inverted", 0.02),
+                 _Probed("unmeasurable", None)]
+    scorer = Scorer(ctx, detectors=detectors).fit(pools)
+    w = scorer.weights
+    assert w["strong"] > 2 * w["weak"] > 0 and w["inverted"] == 0
+    assert w["unmeasurable"] == pytest.approx((w["strong"] + w["weak"] + w["inverted"]) / 3)
+    assert scorer.probes["strong"] == pytest.approx(0.97, abs=0.03)
+    assert scorer.probes["unmeasurable"] is None
+    report = scorer.weight_report()
+    assert report["inverted"] == {"weight": 0.0, "probe": pytest.approx(0.02, abs=0.03)}
+    assert "strong" in weights_text(report) and "not measurable" in weights_text(report)
+    # The combined suspicion follows the strong signal more than the weak one.
+    row, docs, scores, pos = pools[0]
+    result = scorer.score(row, docs, scores, pos)
+    corr = {n: np.corrcoef(result.suspicion, result.features[n])[0, 1] for n in ("strong", "weak")}
+    assert corr["strong"] > corr["weak"]
+
+
+def test_few_queries_pull_the_weights_towards_each_other_and_nothing_measured_keeps_the_priors():
+    ctx, pools = _probe_pools(5)
+    few = Scorer(ctx, detectors=[_Probed("strong", 0.97), _Probed("weak", 0.6)]).fit(pools)
+    ctx, pools = _probe_pools(400)
+    many = Scorer(ctx, detectors=[_Probed("strong", 0.97), _Probed("weak", 0.6)]).fit(pools)
+    ratio = lambda s: s.weights["strong"] / s.weights["weak"]  # noqa: E731
+    assert 1 < ratio(few) < ratio(many)
+    unmeasured = Scorer(ctx, detectors=[_Probed("a", None), _Probed("b", None)]).fit(pools)
+    assert unmeasured.weights == {"a": 1.0, "b": 1.0}
 
 
 # -- planted errors, end to end --------------------------------------------------------------------

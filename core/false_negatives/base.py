@@ -43,16 +43,21 @@ class RawSignal:
     ``decisive``: where set (not NaN), evidence strong enough on its own to put the suspicion at
     least this high (a near-duplicate of the positive, a positive of a near-identical query).
     ``details``: per-candidate text a reason may quote (e.g. the similar query), or None.
+    ``positive``: the signal's values for the query's labeled positives, read as if they were
+    candidates, or None where a positive cannot be read that way (its similarity to itself).
+    The scorer weighs each signal by how well it ranks these known positives above the pool.
     """
 
     values: np.ndarray
     decisive: np.ndarray | None = None
     details: list[str | None] | None = None
+    positive: np.ndarray | None = None
 
 
 class Detector:
-    """Base class. ``weight`` is the detector's share of the cold (unlearned) suspicion; 0 keeps
-    it as evidence for reasons and for the learned model only."""
+    """Base class. ``weight`` is the detector's prior share of the cold (unlearned) suspicion,
+    which the scorer scales by the signal's measured reliability on the run's labeled positives;
+    0 keeps it as evidence for reasons and for the learned model only."""
 
     name: ClassVar[str]
     summary: ClassVar[str]

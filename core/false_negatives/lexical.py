@@ -30,7 +30,9 @@ class Lexical(Detector):
         if tokens is None:  # every query at once: one tokenizer call instead of one per query
             tokens = ctx.cache["bm25_query_tokens"] = index.query_token_ids(ctx.query_texts)
         values = index.score_tokens(tokens[row], doc_indices)
-        return RawSignal(np.log1p(values).astype(np.float32))
+        positives = index.score_tokens(tokens[row], ctx.positives[row])
+        return RawSignal(np.log1p(values).astype(np.float32),
+                         positive=np.log1p(positives).astype(np.float32))
 
     def reason(self, value: float, evidence: float, detail: str | None) -> str | None:
         if evidence < 0.8 or value <= 0:

@@ -26,7 +26,8 @@ class RelativeScore(Detector):
         else:
             details = [f"{s:.2f} where the positive scores {pos_score:.2f}" for s in head]
         details += [None] * (len(scores) - len(head))
-        return RawSignal(scores.astype(np.float32), None, details)
+        positives = ctx.doc_vectors[ctx.positives[row]] @ ctx.query_vectors[row]
+        return RawSignal(scores.astype(np.float32), None, details, positives.astype(np.float32))
 
     def reason(self, value: float, evidence: float, detail: str | None) -> str | None:
         if evidence < 0.8:

@@ -83,8 +83,8 @@ def _encode_documents(ctx: DetectionContext, teacher: Teacher, indices: list[int
 
 
 def _cached_scores(ctx: DetectionContext, teacher: Teacher, row: int,
-                   doc_indices: np.ndarray) -> tuple[np.ndarray, float]:
-    """Bi-encoder teacher scores of a pool and of the query's lowest positive, encoding each query
+                   doc_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bi-encoder teacher scores of a pool and of the query's positives, encoding each query
     once per run and each document once (the workspace cache keeps them across runs)."""
     queries = ctx.cache.get("teacher_queries")
     if queries is None:
@@ -94,7 +94,7 @@ def _cached_scores(ctx: DetectionContext, teacher: Teacher, row: int,
     query = queries[row]
     cand = np.stack([vectors[d] for d in doc_indices.tolist()]) @ query
     pos = np.stack([vectors[d] for d in ctx.positives[row].tolist()]) @ query
-    return cand.astype(np.float32), float(pos.min())
+    return cand.astype(np.float32), pos.astype(np.float32)
 
 
 class TeacherScore(Detector):
@@ -104,13 +104,13 @@ class TeacherScore(Detector):
         Qu et al., RocketQA, arXiv 2010.08191 (a cross-encoder denoises mined negatives);
         sentence-transformers mine_hard_negatives(cross_encoder=...).
 
-    Only available when a teacher is configured; it then counts double in the cold suspicion,
-    because a stronger model is the best evidence there is short of a human.
+    Only available when a teacher is configured. Like every weighted signal, its share of the cold
+    suspicion follows how well it ranks the labeled positives above the pools, so a teacher that
+    is the stronger model earns the larger weight by measurement rather than by assumption.
     """
 
     name = "teacher"
     summary = "a second model's score of the candidate relative to the positive"
-    weight = 2.0
 
     def available(self, ctx: DetectionContext) -> bool:
         return ctx.teacher is not None
@@ -128,13 +128,15 @@ class TeacherScore(Detector):
                 scores: np.ndarray, pos_score: float) -> RawSignal:
         teacher: Teacher = ctx.teacher
         if teacher.encode is not None:
-            cand, pos = _cached_scores(ctx, teacher, row, doc_indices)
+            cand, positives = _cached_scores(ctx, teacher, row, doc_indices)
         else:
             query = ctx.query_texts[row]
             cand = teacher.score(query, [ctx.doc_texts[d] for d in doc_indices])
-            pos = teacher.score(query, [ctx.doc_texts[d] for d in ctx.positives[row]]).min()
+            positives = teacher.score(query, [ctx.doc_texts[d] for d in ctx.positives[row]])
+        pos = float(positives.min())
         details = [f"{c:.2f} (positive: {pos:.2f})" for c in cand]
-        return RawSignal((cand - pos).astype(np.float32), None, details)
+        return RawSignal((cand - pos).astype(np.float32), None, details,
+                         (positives - pos).astype(np.float32))
 
     def reason(self, value: float, evidence: float, detail: str | None) -> str | None:
         if evidence < 0.8 and value < 0:
