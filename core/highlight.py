@@ -29,8 +29,14 @@ def _terms(text: str) -> set[str]:
 
 
 def shared_terms(query: str, document: str) -> list[str]:
-    """Content words (case-insensitive, stopwords and single characters left out) in both texts."""
-    return sorted(_terms(query) & _terms(document))
+    """Content words (case-insensitive, stopwords and single characters left out) of either text
+    whose stem the other text has too: "crossing" and "crossings" both, as BM25 matches them."""
+    from core.lexical import english_stemmer
+
+    stem = english_stemmer().stemWord
+    q_words, d_words = _terms(query), _terms(document)
+    shared = {stem(w) for w in q_words} & {stem(w) for w in d_words}
+    return sorted(w for w in q_words | d_words if stem(w) in shared)
 
 
 def highlighted_html(text: str, terms: list[str] | set[str]) -> str:

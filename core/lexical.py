@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Sequence
 
@@ -29,7 +30,8 @@ def _import_bm25s():
     return bm25s
 
 
-def _english_stemmer():
+@functools.lru_cache(maxsize=1)
+def english_stemmer():
     """Snowball's English stemmer (PyStemmer, the one bm25s documents): "states" and "state",
     "crossings" and "crossing" become one term, as in the English analyzers BM25 baselines use."""
     import Stemmer
@@ -48,7 +50,7 @@ class LexicalIndex:
     def __init__(self, doc_texts: Sequence[str]) -> None:
         bm25s = _import_bm25s()
         self._bm25s = bm25s
-        self._stemmer = _english_stemmer()
+        self._stemmer = english_stemmer()
         corpus_tokens = bm25s.tokenize(list(doc_texts), stopwords="en", stemmer=self._stemmer,
                                        show_progress=False)
         self._vocab = corpus_tokens.vocab

@@ -14,6 +14,13 @@ def test_shared_terms_skip_stopwords_case_and_single_characters():
     assert shared_terms("a b c", "a b c") == []
 
 
+def test_shared_terms_match_inflections_as_bm25_does():
+    """Words sharing a stem are marked on both sides, so the card shows what BM25 matched."""
+    assert shared_terms("zebra crossing rules", "Zebra crossings help pedestrians") == [
+        "crossing", "crossings", "zebra"]
+    assert shared_terms("which states", "the state of the union") == ["state", "states"]
+
+
 def test_markup_in_text_is_escaped_and_only_marks_are_added():
     out = highlighted_html(PAYLOAD, ["script", "bold"])
     assert "<script>" not in out and "<img" not in out
