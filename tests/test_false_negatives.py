@@ -473,6 +473,13 @@ def test_bi_encoder_teacher_uses_the_workspace_cache(tmp_path, tiny_model_dir):
     assert calls[0] == 3 and sum(calls[1:]) == 20  # the queries once, then each document once
     fingerprints = [m for m, name, _ in cached_store.list_models() if name.startswith("teacher ")]
     assert len(fingerprints) == 1  # a later run reads these vectors instead of encoding
+    # Keyed by the plain model's fingerprint, so vectors cached before (or without) the fused
+    # layers are found: the fused view's module tree differs, its vectors do not.
+    from sentence_transformers import SentenceTransformer
+
+    from core.embed import model_fingerprint
+    assert fingerprints[0] == model_fingerprint(SentenceTransformer(str(tiny_model_dir),
+                                                                    device="cpu"))
     texts = [*ctx.query_texts, *ctx.doc_texts]
     assert len(cached_store.cached_vectors(fingerprints[0], "", [text_hash(t) for t in texts])) == 23
     cached_store.close()
