@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -23,23 +24,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.bench import BenchConfig, _simulate_reviews, _Workspaces  # noqa: E402
 from core.evaluation import read_relevant  # noqa: E402
 from core.false_negatives.learning import (  # noqa: E402
-    MonotoneLogistic, cold_suspicion, learned_suspicion, query_rate, signal_matrix,
+    MonotoneLogistic, cold_suspicion, learned_suspicion, query_effect, signal_matrix,
 )
 from core.mine import MineRequest, mine  # noqa: E402
+
+
+def query_share(queries: np.ndarray, labels: np.ndarray, prior: float = 2.0) -> np.ndarray:
+    """Session 4's query feature: log of the query's false-negative share among its *other*
+    decided candidates (smoothed by ``prior`` pseudo-decisions at the run's share), over the run's
+    share; replaced by ``query_effect`` in session 5."""
+    known = ~np.isnan(labels)
+    share = float(np.clip(labels[known].mean(), 1e-3, 1 - 1e-3)) if known.any() else 0.5
+    codes, uniques = pd.factorize(pd.Series(queries))
+    own = np.where(known, labels, 0.0)
+    fn = np.bincount(codes, weights=own, minlength=len(uniques))[codes] - own
+    n = np.bincount(codes, weights=known.astype(float), minlength=len(uniques))[codes] - known
+    return np.log((fn + prior * share) / (n + prior) / share)
 
 
 def _variants(x, names, cold, queries, labels) -> dict[str, np.ndarray]:
     decided = ~np.isnan(labels)
     y = labels[decided]
-    with_rate = np.column_stack([x, query_rate(queries, labels)])
+    with_rate = np.column_stack([x, query_share(queries, labels)])
     offset = np.log(np.clip(cold, 1e-3, 1 - 1e-3) / np.clip(1 - cold, 1e-3, 1))
+    shifted = offset + query_effect(queries, labels, offset)
     return {
-        "monotone (before)": MonotoneLogistic().fit(x[decided], y).predict_proba(x),
+        "monotone (session 2)": MonotoneLogistic().fit(x[decided], y).predict_proba(x),
         "+ query share": MonotoneLogistic().fit(with_rate[decided], y).predict_proba(with_rate),
         "anchored": MonotoneLogistic().fit(x[decided], y, offset[decided]).predict_proba(
             x, offset),
-        "anchored + query share (landed)": learned_suspicion(x, names, cold, queries,
-                                                             labels).probability,
+        "anchored + query share (session 4)": MonotoneLogistic().fit(
+            with_rate[decided], y, offset[decided]).predict_proba(with_rate, offset),
+        "cold + query effect only": 1.0 / (1.0 + np.exp(-shifted)),
+        "anchored + query effect (landed)": learned_suspicion(x, names, cold, queries,
+                                                              labels).probability,
     }
 
 

@@ -26,8 +26,8 @@ from core.false_negatives import (
 from core.false_negatives.cross_query import REASON_QUERY_SIMILARITY
 from core.false_negatives.suspicion import Scorer, weights_text
 from core.false_negatives.learning import (
-    QUERY_RATE, MonotoneLogistic, cold_suspicion, learn_from_decisions, learned_suspicion,
-    query_rate, signal_matrix,
+    QUERY_EFFECT, MonotoneLogistic, cold_suspicion, learn_from_decisions, learned_suspicion,
+    query_effect, signal_matrix,
 )
 from core.false_negatives.teacher import load_teacher
 from core.mine import MineRequest, mine
@@ -403,11 +403,11 @@ def test_learning_from_decisions(topical_ws, tmp_path):
         cold_scores = before.suspicion.astype(float).to_numpy()
         scored = learned_suspicion(x, names, cold_scores, before.query_id.to_numpy(), labels)
         np.testing.assert_allclose(after.suspicion, scored.probability, atol=1e-5)
-        assert report.features == scored.features and report.features[-1] == QUERY_RATE
-        features = np.column_stack([x, query_rate(before.query_id.to_numpy(), labels)])
+        assert report.features == scored.features and report.features[-1] == QUERY_EFFECT
         offset = np.log(np.clip(cold_scores, 1e-3, 1 - 1e-3) / np.clip(1 - cold_scores, 1e-3, 1))
-        in_sample = MonotoneLogistic().fit(features[decided], labels[decided], offset[decided])
-        fitted = in_sample.predict_proba(features, offset)
+        offset = offset + query_effect(before.query_id.to_numpy(), labels, offset)
+        in_sample = MonotoneLogistic().fit(x[decided], labels[decided], offset[decided])
+        fitted = in_sample.predict_proba(x, offset)
         np.testing.assert_allclose(after.suspicion[held], fitted[held], atol=1e-5)
         assert np.abs(after.suspicion[decided] - fitted[decided]).max() > 1e-4
         # The cold suspicion travels in the signals, so learning again anchors on it, not on

@@ -6,7 +6,7 @@ import numpy as np
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from core.false_negatives.learning import QUERY_RATE, learned_suspicion, query_rate
+from core.false_negatives.learning import QUERY_EFFECT, learned_suspicion, query_effect
 
 
 def _percentile_within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -22,15 +22,28 @@ def _queue_slice(cold: np.ndarray, n: int) -> np.ndarray:
     return np.argsort(-cold, kind="stable")[:n]
 
 
-def test_query_rate_never_counts_the_candidates_own_label():
-    queries = np.array(["a", "a", "a", "b", "b", "c"])
-    labels = np.array([1.0, 1.0, np.nan, 0.0, 1.0, np.nan])
-    rate = query_rate(queries, labels, prior=2.0)
-    share = 3 / 4
-    expected = np.log(np.array([(1 + 2 * share) / 3, (1 + 2 * share) / 3, (2 + 2 * share) / 4,
-                                (1 + 2 * share) / 3, (0 + 2 * share) / 3, share]) / share)
-    np.testing.assert_allclose(rate, expected)
-    assert rate[5] == 0.0  # a query without decisions keeps the run's share
+def test_query_effect_measures_surprise_against_the_cold_suspicion():
+    """A query whose decisions went as the cold suspicion expected learns no effect, however many
+    were false negatives; one surprised upwards (downwards) gets a positive (negative) effect that
+    grows with the evidence; a query without decisions gets none; every candidate of a query
+    shares its effect."""
+    expected = np.log(0.8 / 0.2)  # the cold suspicion said 0.8
+    queries = np.repeat(["as-expected", "surprised-up", "surprised-down", "undecided", "more-up"],
+                        [5, 5, 5, 3, 20])
+    offset = np.concatenate([np.full(5, expected), np.full(5, 0.0), np.full(5, expected),
+                             np.zeros(3), np.zeros(20)])
+    labels = np.concatenate([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0],
+                             [np.nan] * 3, [1] * 20]).astype(float)
+    labels[9] = np.nan  # an undecided candidate of a decided query shares the query's effect
+    effect = query_effect(queries, labels, offset)
+    by_query = {q: np.unique(effect[queries == q]) for q in np.unique(queries)}
+    assert all(len(v) == 1 for v in by_query.values())
+    e = {q: float(v[0]) for q, v in by_query.items()}
+    assert abs(e["as-expected"]) < 1e-6 and e["undecided"] == 0.0
+    assert e["surprised-up"] > 0.5 and e["surprised-down"] < -0.5
+    assert e["more-up"] > e["surprised-up"]  # 20 surprises outweigh 4 under the same prior
+    # The prior keeps a handful of decisions from swinging the effect without bound.
+    assert e["surprised-up"] < 4.0
 
 
 def test_learning_from_queue_order_decisions_beats_cold_on_held_out_candidates():
@@ -56,7 +69,7 @@ def test_learning_from_queue_order_decisions_beats_cold_on_held_out_candidates()
     cold_auc = roc_auc_score(truth[held], cold[held])
     learned_auc = roc_auc_score(truth[held], scores.probability[held])
     assert learned_auc > cold_auc + 0.05
-    assert scores.features == ["signal_query_pct", QUERY_RATE]
+    assert scores.features == ["signal_query_pct", QUERY_EFFECT]
     assert 0.0 <= scores.cv_auc <= 1.0
     assert np.all((scores.probability > 0) & (scores.probability < 1))
 

@@ -1,5 +1,6 @@
 """Learn suspicion from annotators' decisions: a monotone logistic model over the detector signals,
-anchored on the cold suspicion, with the query's share of confirmed false negatives as evidence."""
+anchored on the cold suspicion shifted by each query's own effect, learned from how its decisions
+departed from what the cold suspicion expected."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ FOLDS = 5
 NOTE_PREFIX = "model learned from "
 # The cold suspicion is kept in each candidate's signals under this key once a model replaces it.
 COLD_KEY = "cold_suspicion"
-QUERY_RATE = "query_false_negative_rate"
-# Pseudo-decisions at the run's false-negative share that smooth a query's own share (Beta prior).
-QUERY_RATE_PRIOR = 2.0
+QUERY_EFFECT = "query_effect"
+# Prior variance of a query's effect on the log-odds (a normal prior centred on 0): a query's
+# decisions must add up to about one unit of log-odds of surprise before they move it by half that.
+QUERY_EFFECT_PRIOR_VARIANCE = 1.0
+QUERY_EFFECT_STEPS = 8
 _EPS = 1e-3
 
 
@@ -101,27 +104,35 @@ def cold_suspicion(pool: pd.DataFrame) -> np.ndarray:
     return np.array([p.get(COLD_KEY, v) for p, v in zip(parsed, stored)], dtype=np.float64)
 
 
-def query_rate(queries: np.ndarray, labels: np.ndarray,
-               prior: float = QUERY_RATE_PRIOR) -> np.ndarray:
-    """Per candidate: log of its query's share of false negatives among the *other* decided
-    candidates of that query, smoothed by ``prior`` pseudo-decisions at the run's share, over the
-    run's share. 0 for a query without decisions; a candidate's own label never counts.
+def query_effect(queries: np.ndarray, labels: np.ndarray, offset: np.ndarray,
+                 prior_variance: float = QUERY_EFFECT_PRIOR_VARIANCE) -> np.ndarray:
+    """Per candidate: its query's effect on the log-odds, from how the query's decided candidates
+    departed from ``offset`` (the cold suspicion's log-odds). 0 for a query without decisions.
 
-    Queries differ in how many unlabeled positives they have (one asks for a list of entities,
-    another for one fact), and a query whose reviewed candidates were often false negatives has
-    more of them among its unreviewed ones.
+    Queries differ in how many unlabeled positives they hide (one asks for a list of entities,
+    another for one fact), which per-query evidence cannot see. A query whose reviewed candidates
+    turned out false negatives more often than their cold suspicion expected has more of them
+    among its unreviewed ones too; one whose candidates were as suspicious as expected learns
+    nothing, however many of them were false negatives (the queue shows the most suspicious
+    first, so a raw share would mostly echo the cold suspicion). The effect is the maximum a
+    posteriori random intercept of a logistic model with the offset fixed and a normal prior
+    (a few Newton steps; the problem is concave and separates by query).
 
     Args:
         queries: query id per candidate.
         labels: 1 (false negative), 0 (hard negative) or NaN (undecided) per candidate.
+        offset: the cold log-odds per candidate.
     """
-    known = ~np.isnan(labels)
-    share = float(np.clip(labels[known].mean(), _EPS, 1 - _EPS)) if known.any() else 0.5
     codes, uniques = pd.factorize(pd.Series(queries))
-    own = np.where(known, labels, 0.0)
-    fn = np.bincount(codes, weights=own, minlength=len(uniques))[codes] - own
-    n = np.bincount(codes, weights=known.astype(float), minlength=len(uniques))[codes] - known
-    return np.log((fn + prior * share) / (n + prior) / share)
+    known = ~np.isnan(labels)
+    y = np.where(known, labels, 0.0)
+    effect = np.zeros(len(uniques))
+    for _ in range(QUERY_EFFECT_STEPS):
+        p = 1.0 / (1.0 + np.exp(-(offset + effect[codes])))
+        gradient = np.bincount(codes, np.where(known, y - p, 0.0), len(uniques))
+        curvature = np.bincount(codes, np.where(known, p * (1 - p), 0.0), len(uniques))
+        effect += (gradient - effect / prior_variance) / (curvature + 1.0 / prior_variance)
+    return effect[codes]
 
 
 @dataclass(frozen=True)
@@ -147,9 +158,10 @@ def learned_suspicion(signals: np.ndarray, names: list[str], cold: np.ndarray,
     picks decisions by that very suspicion, so within the decided slice it barely varies and a
     weight fitted on it is not identified (on cranfield's first 200 queue decisions it fits to
     zero, and a model without the anchor scored held-out candidates at ROC-AUC 0.70 where the
-    cold suspicion scores 0.79). The decisions teach monotone corrections on top:
-    the signals' percentiles and the query's false-negative share (``query_rate``). Decided
-    candidates get out-of-fold predictions whose features use the training folds' labels only.
+    cold suspicion scores 0.79). Each query's effect (``query_effect``) shifts that offset, and
+    the decisions teach monotone corrections on top from the signals' percentiles. Decided
+    candidates get out-of-fold predictions whose query effects use the training folds' labels
+    only.
     """
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
@@ -163,14 +175,15 @@ def learned_suspicion(signals: np.ndarray, names: list[str], cold: np.ndarray,
     for train, test in folds.split(decided, y):
         seen = np.full(len(labels), np.nan)
         seen[decided[train]] = y[train]
-        x = np.column_stack([signals, query_rate(queries, seen)])
-        model = MonotoneLogistic().fit(x[decided[train]], y[train], offset[decided[train]])
-        out_of_fold[test] = model.predict_proba(x[decided[test]], offset[decided[test]])
-    x = np.column_stack([signals, query_rate(queries, labels)])
-    model = MonotoneLogistic().fit(x[decided], y, offset[decided])
-    probability = model.predict_proba(x, offset)
+        shifted = offset + query_effect(queries, seen, offset)
+        model = MonotoneLogistic().fit(signals[decided[train]], y[train], shifted[decided[train]])
+        out_of_fold[test] = model.predict_proba(signals[decided[test]], shifted[decided[test]])
+    shifted = offset + query_effect(queries, labels, offset)
+    model = MonotoneLogistic().fit(signals[decided], y, shifted[decided])
+    probability = model.predict_proba(signals, shifted)
     probability[decided] = out_of_fold
-    return LearnedScores(probability, float(roc_auc_score(y, out_of_fold)), [*names, QUERY_RATE])
+    return LearnedScores(probability, float(roc_auc_score(y, out_of_fold)),
+                         [*names, QUERY_EFFECT])
 
 
 def learn_from_decisions(store: Store, run_id: int | None = None,
