@@ -1,0 +1,359 @@
+"""The review queue and the review card's facts, over runs of up to 10M candidates.
+
+Decisions are few: each query maps them onto the dataset's ids once per call (a join of the
+small decision view with the queries and documents), registers that small table on the
+cursor, and joins it to the run's candidates on the id hashes.
+
+A part of ``core.store.Store`` (a mixin): it runs on the Store's connection, cursors and
+transactions, and calls its other parts through ``self``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from core.store.connection import _pool_counts_cache, _twin_documents_cache
+from core.store.records import PairPoolFacts
+
+
+class ReviewMixin:
+    """The Store's review queue and card facts (module docstring)."""
+
+    def pair_pool_facts(self, run_id: int, dataset_id: int, query_id: str,
+                        doc_id: str) -> PairPoolFacts:
+        """What a decision on (query_id, doc_id) touches in a run's pool.
+
+        Decisions are keyed by the texts' content hashes, so one applies to every id pair of the
+        dataset with the same two texts: those pairs' queries, how many distinct id pairs of the
+        pool they are, and whether the run selected any of them. Read by the queries' ids, which
+        lets the scan skip other queries' row groups.
+        """
+        cur = self._cursor()
+        hashes = self.pair_hashes(dataset_id, query_id, doc_id)
+        if hashes is None:
+            return PairPoolFacts((), (), False)
+        query_ids, doc_ids = self._text_ids(cur, dataset_id, hashes[0], hashes[1], doc_id)
+        rows = cur.execute(  # the id range lets the scan skip row groups
+            "SELECT query_id, count(DISTINCT (qh, dh)), bool_or(selected) FROM candidates "
+            "WHERE run_id = ? AND query_id BETWEEN ? AND ? "
+            "AND list_contains(?::VARCHAR[], query_id) AND list_contains(?::VARCHAR[], doc_id) "
+            "GROUP BY query_id ORDER BY query_id",
+            [run_id, min(query_ids), max(query_ids), query_ids, doc_ids]).fetchall()
+        return PairPoolFacts(tuple(r[0] for r in rows), tuple(int(r[1]) for r in rows),
+                             any(bool(r[2]) for r in rows))
+
+    def _text_ids(self, cur: duckdb.DuckDBPyConnection, dataset_id: int, query_hash: str,
+                  doc_hash: str, doc_id: str | None = None) -> tuple[list[str], list[str]]:
+        """The dataset's query ids with text ``query_hash`` and document ids with ``doc_hash``.
+
+        ``doc_id``: a document likely to have ``doc_hash``; when it has and no other document
+        shares its text, the documents' hashes are not scanned (a tenth of the time at 100k).
+        """
+        query_ids = [r[0] for r in cur.execute(
+            "SELECT query_id FROM queries WHERE dataset_id = ? AND text_hash = ?",
+            [dataset_id, query_hash]).fetchall()]
+        if doc_id is not None and doc_hash not in self._twin_documents(cur, dataset_id):
+            found = cur.execute(
+                "SELECT doc_id FROM documents WHERE dataset_id = ? AND doc_id = ? "
+                "AND text_hash = ?", [dataset_id, doc_id, doc_hash]).fetchall()
+            if found:
+                return query_ids, [found[0][0]]
+        return query_ids, [r[0] for r in cur.execute(
+            "SELECT doc_id FROM documents WHERE dataset_id = ? AND text_hash = ?",
+            [dataset_id, doc_hash]).fetchall()]
+
+    def _twin_documents(self, cur: duckdb.DuckDBPyConnection, dataset_id: int) -> frozenset[str]:
+        """Text hashes that more than one of the dataset's documents share (usually none).
+
+        Read once per dataset and process: a dataset's documents are written once
+        (``add_dataset``); a new version is a new dataset.
+        """
+        key = (self._key, dataset_id)
+        if key not in _twin_documents_cache:
+            _twin_documents_cache[key] = frozenset(r[0] for r in cur.execute(
+                "SELECT text_hash FROM documents WHERE dataset_id = ? GROUP BY text_hash "
+                "HAVING count(*) > 1", [dataset_id]).fetchall())
+        return _twin_documents_cache[key]
+
+    def _id_hash(self, cur: duckdb.DuckDBPyConnection, value: str) -> int:
+        """DuckDB's hash of an id (what candidates.qh and .dh hold)."""
+        return int(cur.execute("SELECT hash(?::VARCHAR)", [value]).fetchall()[0][0])
+
+    def review_next(self, run_id: int, dataset_id: int, k: int, limit: int = 1,
+                    query_id: str | None = None, ranked_by_score: bool = True,
+                    hard_only: bool = False) -> pd.DataFrame:
+        """The first undecided candidates of ``core.review.review_queue``'s order, computed in SQL.
+
+        The hard set (each query's k highest-scoring candidates not marked false negative or
+        unsure) comes first, most suspicious first (the score where unscored), then the rest of
+        the pool in the same order. When ranks follow scores (dense pools), a query without such
+        a decision and without given negatives outside the pool has ranks 1..k as its hard set;
+        only the others are windowed, over the ranks their hard set can reach. The order is found
+        on the id hashes (no string is decoded for millions of rows), then the few winners' ids
+        are read (ties on priority and score are broken by the ids among the first limit + 64).
+        ``hard_only``: only hard-set rows, even when fewer than ``limit``. With ``query_id``, the
+        id itself is filtered too: pools are stored query by query, so the scan skips the other
+        queries' row groups.
+
+        Columns: query_id, doc_id, rank, score, pos_score, suspicion, hard_set.
+        """
+        cur = self._cursor()
+        params: dict[str, Any] = {"run": run_id, "k": k, "limit": limit + 64}
+        scope = ""
+        if query_id is not None:
+            scope = " AND c.qh = $query AND c.query_id = $query_id"
+            params["query"], params["query_id"] = self._id_hash(cur, query_id), query_id
+        if ranked_by_score:
+            special = """
+                SELECT qh FROM rejected UNION
+                SELECT DISTINCT qh FROM candidates c WHERE run_id = $run AND rank IS NULL""" \
+                + scope
+            reach = (" AND (c.rank IS NULL OR c.rank <= $k + "
+                     "(SELECT coalesce(max(n), 0) FROM rejected))")
+            plain = """
+                SELECT c.qh, c.dh, c.rank, c.score, c.suspicion FROM candidates c
+                WHERE c.run_id = $run AND c.rank <= $k""" + scope + """
+                  AND c.qh NOT IN (SELECT qh FROM special)"""
+        else:  # lexical pools: ranks do not follow scores, every query is windowed
+            special = "SELECT DISTINCT qh FROM candidates c WHERE run_id = $run" + scope
+            reach, plain = "", "SELECT qh, dh, rank, score, suspicion FROM candidates WHERE false"
+        common = "WITH " + self._DECIDED + """,
+            rejected AS (
+                SELECT qh, count(*) AS n FROM decided
+                WHERE label IN ('false_negative', 'unsure') GROUP BY qh),
+            special AS (""" + special + """),
+            plain AS (""" + plain + """),
+            windowed AS (
+                SELECT qh, dh, rank, score, suspicion FROM (
+                    SELECT c.qh, c.dh, c.rank, c.score, c.suspicion, row_number() OVER (
+                        PARTITION BY c.qh ORDER BY c.score DESC, c.rank NULLS LAST) AS place
+                    FROM candidates c LEFT JOIN decided x ON x.qh = c.qh AND x.dh = c.dh
+                    WHERE c.run_id = $run""" + scope + reach + """
+                      AND c.qh IN (SELECT qh FROM special)
+                      AND (x.label IS NULL OR x.label = 'hard_negative'))
+                WHERE place <= $k),
+            hard AS (SELECT * FROM plain UNION ALL SELECT * FROM windowed)"""
+        order = " ORDER BY coalesce(suspicion, score) DESC, score DESC LIMIT $limit"
+        undecided = (" NOT EXISTS (SELECT 1 FROM decided x WHERE x.qh = {t}.qh"
+                     " AND x.dh = {t}.dh)")
+        with self._decided_pairs(cur, dataset_id):
+            first = cur.execute(
+                common + " SELECT qh, dh, rank, score, suspicion, true AS hard_set FROM hard h"
+                " WHERE" + undecided.format(t="h") + order, params).df()
+            if len(first) < limit and not hard_only:
+                rest = cur.execute(
+                    common + """ SELECT c.qh, c.dh, c.rank, c.score, c.suspicion,
+                           false AS hard_set
+                    FROM candidates c WHERE c.run_id = $run""" + scope + """
+                      AND""" + undecided.format(t="c") + """
+                      AND NOT EXISTS (SELECT 1 FROM hard h WHERE h.qh = c.qh AND h.dh = c.dh)"""
+                    + order.replace("suspicion", "c.suspicion"), params).df()
+                first = pd.concat([first, rest], ignore_index=True)
+        return self._with_ids(run_id, first, limit, query_id)
+
+    @classmethod
+    def _hard_places(cls, partition: str, where: str) -> str:
+        """``WITH decided, rows``: the run's candidates matching ``where`` (constant SQL over
+        $run and the caller's parameters) that are not marked false negative or unsure, each
+        with its decision and its place by score (then rank) within ``partition``."""
+        return "WITH " + cls._DECIDED + f""",
+                rows AS (
+                    SELECT c.query_id, c.doc_id, c.rank, c.score, c.pos_score, c.suspicion,
+                           x.label, row_number() OVER (
+                               {partition} ORDER BY c.score DESC, c.rank NULLS LAST) AS place
+                    FROM candidates c LEFT JOIN decided x ON x.qh = c.qh AND x.dh = c.dh
+                    WHERE c.run_id = $run AND {where}
+                      AND (x.label IS NULL OR x.label = 'hard_negative'))"""
+
+    def query_hard_rows(self, run_id: int, dataset_id: int, k: int,
+                        query_id: str) -> pd.DataFrame:
+        """One query's undecided rows of the hard set (``review_next``'s first part, for one
+        query): its k highest-scoring candidates not marked false negative or unsure, in queue
+        order. One statement over the query's rows (its id skips other queries' row groups).
+
+        Columns: query_id, doc_id, rank, score, pos_score, suspicion, hard_set.
+        """
+        cur = self._cursor()
+        params = {"run": run_id, "k": k, "query_id": query_id}
+        with self._decided_pairs(cur, dataset_id):
+            return cur.execute(
+                self._hard_places("", "c.qh = hash($query_id::VARCHAR) "
+                                  "AND c.query_id = $query_id") + """
+                SELECT query_id, doc_id, rank, score, pos_score, suspicion, true AS hard_set
+                FROM rows WHERE place <= $k AND label IS NULL
+                ORDER BY coalesce(suspicion, score) DESC, score DESC, query_id, doc_id""",
+                params).df()
+
+    def hard_set_reach(self, run_id: int, dataset_id: int, k: int, extra: int,
+                       query_ids: Sequence[str]) -> pd.DataFrame:
+        """The next ``extra`` candidates after each query's hard set: those that join it, in
+        order, as the query's hard candidates are marked false negative or unsure.
+
+        Per query, its candidates not marked false negative or unsure, by score (then rank):
+        places k + 1 .. k + extra, with their decision (None or hard_negative).
+
+        Columns: query_id, doc_id, rank, score, pos_score, suspicion, label, place.
+        """
+        cur = self._cursor()
+        ids = sorted(set(query_ids))
+        with self._decided_pairs(cur, dataset_id):
+            return cur.execute(
+                self._hard_places("PARTITION BY c.qh",
+                                  "c.qh IN (SELECT hash(unnest($ids::VARCHAR[]))) "
+                                  "AND list_contains($ids::VARCHAR[], c.query_id)") + """
+                SELECT query_id, doc_id, rank, score, pos_score, suspicion, label, place
+                FROM rows WHERE place > $k AND place <= $k + $extra ORDER BY query_id, place""",
+                {"run": run_id, "k": k, "extra": extra, "ids": ids}).df()
+
+    def _with_ids(self, run_id: int, rows: pd.DataFrame, limit: int,
+                  query_id: str | None = None) -> pd.DataFrame:
+        """Read the ids (and pos_score) of the winners found by their hashes, in queue order.
+
+        Only the first ``limit`` rows and those tied with the last of them on priority and score
+        are looked up, one point query each (an IN list over 10M rows is not pushed down); all of
+        one query's at once when the rows are that query's.
+        """
+        columns = ["query_id", "doc_id", "rank", "score", "pos_score", "suspicion", "hard_set"]
+        if rows.empty:
+            return pd.DataFrame(columns=columns)
+        rows = rows.assign(priority=rows["suspicion"].astype(float).fillna(
+            rows["score"].astype(float)))
+        rows = rows.sort_values(["hard_set", "priority", "score"], ascending=False, kind="stable")
+        last = rows.iloc[min(limit, len(rows)) - 1]
+        tied = (rows["hard_set"] == last["hard_set"]) & (rows["priority"] == last["priority"]) \
+            & (rows["score"] == last["score"])
+        rows = rows[(np.arange(len(rows)) < limit) | tied.to_numpy()]
+        cur = self._cursor()
+        if query_id is not None:
+            found = {(int(r[0]), int(r[1])): r[2:] for r in cur.execute(
+                "SELECT qh, dh, query_id, doc_id, pos_score FROM candidates WHERE run_id = ? "
+                "AND query_id = ?", [run_id, query_id]).fetchall()}
+            ids = [found[(int(qh), int(dh))] for qh, dh in zip(rows["qh"], rows["dh"])]
+        else:
+            ids = [cur.execute(
+                "SELECT query_id, doc_id, pos_score FROM candidates WHERE run_id = ? AND qh = ? "
+                "AND dh = ?", [run_id, int(qh), int(dh)]).fetchall()[0]
+                for qh, dh in zip(rows["qh"], rows["dh"])]
+        rows = rows.assign(query_id=[i[0] for i in ids], doc_id=[i[1] for i in ids],
+                           pos_score=[i[2] for i in ids])
+        rows = rows.sort_values(["hard_set", "priority", "score", "query_id", "doc_id"],
+                                ascending=[False, False, False, True, True], kind="stable")
+        return rows[columns].head(limit).reset_index(drop=True)
+
+    def candidate_explanation(self, run_id: int, query_id: str, doc_id: str) -> tuple | None:
+        """(suspicion, reasons JSON, signals JSON, scorer) of one candidate; None if unscored."""
+        return self._cursor().execute(
+            "SELECT suspicion, reasons, signals, scorer FROM suspicion "
+            "WHERE run_id = ? AND query_id = ? AND doc_id = ?", [run_id, query_id, doc_id],
+        ).fetchone()
+
+    def count_undecided(self, run_id: int, dataset_id: int, query_id: str | None = None) -> int:
+        """How many of a run's pool pairs (of ``query_id`` when given) have no live decision.
+
+        The pool's distinct pairs are counted once per finished run; the decided ones (few) are
+        then found from the decisions side, so a decision costs no scan of the pool's pairs.
+        """
+        cur = self._cursor()
+        params: dict[str, Any] = {"run": run_id}
+        if query_id is None:
+            key = (self._key, run_id, "distinct pairs")
+            if key not in _pool_counts_cache:
+                total = int(cur.execute(
+                    "SELECT count(DISTINCT (qh, dh)) FROM candidates WHERE run_id = ?",
+                    [run_id]).fetchall()[0][0])
+                if self.get_run(run_id).status != "done":
+                    return total - self._decided_in_pool(cur, run_id, dataset_id)
+                _pool_counts_cache[key] = (total, 0)
+            return _pool_counts_cache[key][0] - self._decided_in_pool(cur, run_id, dataset_id)
+        params["query"], params["query_id"] = self._id_hash(cur, query_id), query_id
+        with self._decided_pairs(cur, dataset_id):  # the id skips other queries' row groups
+            return int(cur.execute(
+                "WITH " + self._DECIDED + """
+                SELECT count(DISTINCT (c.qh, c.dh)) FROM candidates c
+                WHERE c.run_id = $run AND c.qh = $query AND c.query_id = $query_id
+                  AND NOT EXISTS (
+                    SELECT 1 FROM decided x WHERE x.qh = c.qh AND x.dh = c.dh)""",
+                params).fetchall()[0][0])
+
+    def _decided_in_pool(self, cur: duckdb.DuckDBPyConnection, run_id: int,
+                         dataset_id: int) -> int:
+        """How many distinct (query, document) id pairs of the run's pool have a live decision."""
+        with self._decided_pairs(cur, dataset_id):
+            return int(cur.execute(
+                "WITH " + self._DECIDED + """
+                SELECT count(DISTINCT (x.qh, x.dh)) FROM decided x WHERE EXISTS (
+                    SELECT 1 FROM candidates c WHERE c.run_id = ? AND c.qh = x.qh
+                    AND c.dh = x.dh)""", [run_id]).fetchall()[0][0])
+
+    def candidate_reasons(self, run_id: int, pairs: pd.DataFrame) -> pd.DataFrame:
+        """The suspicion reasons (JSON text) of a few (query_id, doc_id) pairs of a run.
+
+        Columns: query_id, doc_id, reasons; unscored pairs are absent.
+        """
+        if pairs.empty:
+            return pd.DataFrame(columns=["query_id", "doc_id", "reasons"])
+        cur = self._cursor()
+        cur.register("wanted_pairs", pairs[["query_id", "doc_id"]])
+        try:  # the id range lets the scan skip row groups (scores are stored query by query)
+            return cur.execute(
+                "SELECT s.query_id, s.doc_id, s.reasons FROM suspicion s JOIN wanted_pairs w "
+                "ON s.query_id = w.query_id AND s.doc_id = w.doc_id WHERE s.run_id = ? "
+                "AND s.query_id BETWEEN ? AND ?",
+                [run_id, pairs["query_id"].min(), pairs["query_id"].max()]).df()
+        finally:
+            cur.unregister("wanted_pairs")
+
+    def reason_kinds(self, run_id: int) -> list[str]:
+        """The distinct kinds of a run's suspicion reasons: each reason's words before any quote,
+        number or parenthesis (``core.review_filters.reason_kind``, here in SQL), sorted."""
+        return [r[0] for r in self._cursor().execute(
+            r"""
+            SELECT DISTINCT trim(regexp_split_to_array(reason, '\s[''"]|[(0-9]')[1]) AS kind
+            FROM (SELECT unnest(from_json(reasons, '["VARCHAR"]')) AS reason FROM suspicion
+                  WHERE run_id = ? AND reasons IS NOT NULL AND reasons <> '[]')
+            WHERE kind <> '' ORDER BY kind""", [run_id]).fetchall()]
+
+    def pool_pair_counts(self, run_id: int, dataset_id: int) -> tuple[int, int]:
+        """(pairs, selected pairs) of a run's pool, counted by the texts' content hashes (as
+        decisions are keyed). A finished run's pool does not change: counted once per process."""
+        key = (self._key, run_id, dataset_id)
+        if key not in _pool_counts_cache:
+            row = self._cursor().execute(
+                """
+                SELECT count(*), count(*) FILTER (WHERE selected) FROM (
+                    SELECT bool_or(c.selected) AS selected FROM candidates c
+                    JOIN queries q ON q.dataset_id = $dataset AND q.query_id = c.query_id
+                    JOIN documents d ON d.dataset_id = $dataset AND d.doc_id = c.doc_id
+                    WHERE c.run_id = $run GROUP BY q.text_hash, d.text_hash)
+                """, {"run": run_id, "dataset": dataset_id}).fetchone()
+            if self.get_run(run_id).status != "done":
+                return int(row[0]), int(row[1])
+            _pool_counts_cache[key] = (int(row[0]), int(row[1]))
+        return _pool_counts_cache[key]
+
+    def pool_pairs_of(self, run_id: int, dataset_id: int, pairs: pd.DataFrame) -> pd.DataFrame:
+        """Which of the given content-hash pairs (query_hash, doc_hash; e.g. decisions) are in a
+        run's pool, and whether the run selected them.
+
+        Columns: query_hash, doc_hash, selected; pairs outside the pool are absent.
+        """
+        cur = self._cursor()
+        cur.register("wanted_hashes", pairs[["query_hash", "doc_hash"]].drop_duplicates())
+        try:
+            return cur.execute(
+                """
+                SELECT w.query_hash, w.doc_hash, bool_or(c.selected) AS selected
+                FROM wanted_hashes w
+                JOIN queries q ON q.dataset_id = $dataset AND q.text_hash = w.query_hash
+                JOIN documents d ON d.dataset_id = $dataset AND d.text_hash = w.doc_hash
+                JOIN candidates c ON c.run_id = $run AND c.qh = hash(q.query_id)
+                    AND c.dh = hash(d.doc_id) AND c.query_id = q.query_id
+                    AND c.doc_id = d.doc_id
+                GROUP BY w.query_hash, w.doc_hash
+                """, {"run": run_id, "dataset": dataset_id}).df()
+        finally:
+            cur.unregister("wanted_hashes")
