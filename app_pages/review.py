@@ -8,6 +8,7 @@ import streamlit as st
 from core.annotation import agreement, current_progress
 from core.clusters import default_cluster_count
 from core.errors import WorkbenchError
+from core.false_negatives.suspicion import weights_rows
 from core.highlight import shared_terms, text_block
 from core.projection import embedding_version
 from core.review import QueueFilters, review_card
@@ -201,8 +202,24 @@ def review_card_fragment(scope: ReviewScope) -> None:
         st.dataframe(queue_table(head.rows, 20), hide_index=True, key="review_queue_table")
 
 
+def _weights() -> None:
+    """How the run's cold suspicion weighs its signals, and the measurement behind each weight."""
+    report = run.search.get("suspicion_weights")
+    with st.expander("How suspicion weighs its signals"):
+        if not report:
+            st.caption("This run was mined before signal weights were measured; mine again to "
+                       "see them.")
+            return
+        st.caption("Each signal counts by how well it ranks the labeled positives above their "
+                   "own pools; signals that cannot be read on a positive get the others' mean. "
+                   "These are the weights before any decision; a model learned from decisions "
+                   "adds its corrections on top.")
+        st.dataframe(weights_rows(report), hide_index=True, key="review_weights")
+
+
 try:
     review_card_fragment(_scope())
+    _weights()
     with st.expander("Agreement between annotators"):
         report = agreement(store)
         if report.pairs.empty:

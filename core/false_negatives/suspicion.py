@@ -219,6 +219,14 @@ def weights_text(report: dict[str, dict[str, float | None]]) -> str:
     return "; ".join(parts)
 
 
+def weights_rows(report: dict[str, dict[str, float | None]]) -> list[dict[str, object]]:
+    """A run's ``Scorer.weight_report`` as table rows: signal, its cold weight, and the share of
+    their pools the labeled positives outrank on it (None where a positive cannot be read)."""
+    return [{"signal": name, "weight": info["weight"],
+             "labeled positives outrank (share of their pool)": info.get("probe")}
+            for name, info in report.items()]
+
+
 def suspicion_rows(query_id: str, doc_ids: np.ndarray, result: PoolSuspicion,
                    keep: int) -> dict[str, list]:
     """Columns for ``Store.put_suspicion`` from the first ``keep`` candidates of a pool."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from core.store import Store
@@ -80,6 +81,7 @@ def test_mine_with_a_preset_and_see_the_run(seeded):
     assert (newest.strategy, newest.num_negatives, newest.params) == (
         "positive_aware", 2, {"mode": "margin", "threshold": 0.05})
     assert newest.run_id in _frame(at, "run")["run"].tolist()
+    assert any(c.value.startswith("Suspicion weights: relative_score") for c in at.caption)
     assert "mean Jaccard per query" in _frame(at, "measure")["measure"].tolist()
 
 
@@ -135,6 +137,19 @@ def test_review_filters_by_query_and_shows_progress(seeded):
     assert not at.exception
     assert at.caption[1].value.replace("\\", "") == "Query q-music-1"
     assert at.metric[0].value == "0"
+
+
+def test_review_shows_how_suspicion_weighs_its_signals(seeded):
+    """The run's measured signal weights, as the scorer recorded them."""
+    at = open_page(seeded, "review", annotator="bob")
+    assert not at.exception
+    weights = _frame(at, "signal").set_index("signal")
+    recorded = Store(seeded).get_run().search["suspicion_weights"]
+    assert set(weights.index) == set(recorded) >= {"relative_score", "positive_similarity"}
+    for name, info in recorded.items():
+        assert weights.loc[name, "weight"] == pytest.approx(info["weight"])
+    share = weights["labeled positives outrank (share of their pool)"]
+    assert share["relative_score"] > 0.5 and pd.isna(share["positive_similarity"])
 
 
 def test_export_writes_a_file_and_its_manifest(data_dir):
