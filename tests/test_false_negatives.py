@@ -268,6 +268,20 @@ def test_signals_are_weighted_by_how_they_rank_the_labeled_positives():
     assert corr["strong"] > corr["weak"]
 
 
+def test_positive_similarity_is_measured_where_a_query_has_two_positives():
+    """A query with several positives reads each against the others; with one it cannot."""
+    ctx = _synthetic_context()  # query b has two positives
+    pools = [(row, np.arange(4, 20), np.zeros(16, np.float32), 0.5) for row in range(3)]
+    names = ["relative_score", "positive_similarity"]
+    scorer = Scorer(ctx, names=names).fit(pools)
+    closest = float(ctx.doc_vectors[1] @ ctx.doc_vectors[2])
+    raw = get_detector("positive_similarity").compute(ctx, 1, pools[1][1], pools[1][2], 0.5)
+    np.testing.assert_allclose(raw.positive, [closest, closest], rtol=1e-5)
+    assert scorer.probes["positive_similarity"] is not None
+    ctx.positives = [np.array([0]), np.array([1]), np.array([3])]
+    assert Scorer(ctx, names=names).fit(pools).probes["positive_similarity"] is None
+
+
 def test_few_queries_pull_the_weights_towards_each_other_and_nothing_measured_keeps_the_priors():
     ctx, pools = _probe_pools(5)
     few = Scorer(ctx, detectors=[_Probed("strong", 0.97), _Probed("weak", 0.6)]).fit(pools)

@@ -9,6 +9,16 @@ from core.false_negatives.base import DetectionContext, Detector, RawSignal
 NEAR_DUPLICATE = 0.95
 
 
+def _others(positives: np.ndarray) -> np.ndarray | None:
+    """Each labeled positive read as a candidate: its cosine to the closest *other* positive of
+    the query; None for a query with one positive (its similarity to itself says nothing)."""
+    if len(positives) < 2:
+        return None
+    sims = positives @ positives.T
+    np.fill_diagonal(sims, -np.inf)
+    return sims.max(axis=1).astype(np.float32)
+
+
 class PositiveSimilarity(Detector):
     """Maximum cosine between the candidate and the query's positives.
 
@@ -25,7 +35,7 @@ class PositiveSimilarity(Detector):
         positives = ctx.doc_vectors[ctx.positives[row]]
         sims = (ctx.doc_vectors[doc_indices] @ positives.T).max(axis=1).astype(np.float32)
         decisive = np.where(sims >= NEAR_DUPLICATE, sims, np.nan).astype(np.float32)
-        return RawSignal(sims, decisive)
+        return RawSignal(sims, decisive, positive=_others(positives))
 
     def reason(self, value: float, evidence: float, detail: str | None) -> str | None:
         if value >= NEAR_DUPLICATE:

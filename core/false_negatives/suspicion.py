@@ -10,8 +10,9 @@ of the positives, so a signal's power to rank them above their query's pool esti
 to rank the hidden ones. ``Scorer.fit`` reads that probe (the positives' mean percentile within
 their pools), turns it into the signal's separation d' = sqrt(2) * Phi^-1(probe) (the
 equal-variance normal model's link between ROC-AUC and separation; below chance counts 0), and
-weights the signal by d' times its prior ``weight``. Signals that cannot be read on a positive
-(its similarity to itself) get the mean separation of those that can. With few queries the probe
+weights the signal by d' times its prior ``weight``. Similarity to the positive is read where a
+query has two or more positives (each against the others); a signal no positive can be read on
+(one positive per query: its similarity to itself) gets the mean separation of those that can. With few queries the probe
 is shrunk towards the signals' mean, so a handful of queries cannot swing the weights.
 
 Evidence combines as the weighted mean of its normal scores, mapped back through Phi (for
