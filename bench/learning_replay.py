@@ -26,7 +26,6 @@ from core.evaluation import read_relevant  # noqa: E402
 from core.false_negatives.learning import (  # noqa: E402
     MonotoneLogistic, cold_suspicion, learned_suspicion, query_effect, signal_matrix,
 )
-from core.mine import MineRequest, mine  # noqa: E402
 
 
 def query_share(queries: np.ndarray, labels: np.ndarray, prior: float = 2.0) -> np.ndarray:
@@ -69,10 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     relevant = read_relevant(args.beir / "qrels" / "test.tsv")
     with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
-        ws = _Workspaces(BenchConfig(beir=args.beir, cache=args.cache), Path(tmp))
-        store = ws.fresh()
-        run = mine(store, MineRequest(strategy="top_k", num_negatives=5))
-        ws.save_vectors(store)
+        store, run = _Workspaces(BenchConfig(beir=args.beir, cache=args.cache), Path(tmp)).mined()
         cold_pool = store.run_candidates(run.run_id).drop_duplicates(["query_id", "doc_id"])
         _simulate_reviews(store, run.run_id, relevant, args.decisions, 0)
         pool = store.run_candidates(run.run_id).drop_duplicates(["query_id", "doc_id"])

@@ -50,10 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     relevant = read_relevant(args.beir / "qrels" / "test.tsv")
     with tempfile.TemporaryDirectory(prefix="signals-") as tmp:
-        ws = _Workspaces(BenchConfig(beir=args.beir, cache=args.cache), Path(tmp))
-        store = ws.fresh()
-        run = mine(store, MineRequest(strategy="top_k", num_negatives=5))
-        ws.save_vectors(store)
+        store, run = _Workspaces(BenchConfig(beir=args.beir, cache=args.cache), Path(tmp)).mined()
         pool = store.run_candidates(run.run_id).drop_duplicates(["query_id", "doc_id"])
         pool = pool[pool["rank"] <= DEPTH].reset_index(drop=True)
         truth = np.array([(q, d) in relevant for q, d in zip(pool["query_id"], pool["doc_id"])])

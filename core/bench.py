@@ -27,7 +27,7 @@ from core.ingest import ingest
 from core.mine import MineRequest, mine
 from core.mining import strategy_names
 from core.review import review_queue
-from core.store import Store
+from core.store import RunInfo, Store
 
 # Settings equivalent to the sentence-transformers baselines of BENCHMARK.md.
 REFERENCE_SETTINGS: tuple[tuple[str, str, dict], ...] = (
@@ -88,6 +88,14 @@ class _Workspaces:
         ingest(store, self.source, format="beir", split="labeled", name=self.config.beir.name)
         self._copy_vectors(self.cache, store, self._hashes(store))
         return store
+
+    def mined(self, strategy: str = "top_k") -> tuple[Store, RunInfo]:
+        """A fresh workspace mined once with ``strategy`` (the configured k and teacher), its
+        vectors saved to the cache for the next phase."""
+        store = self.fresh()
+        run = mine(store, self.config.request(strategy))
+        self.save_vectors(store)
+        return store, run
 
     def _hashes(self, store: Store) -> list[str]:
         ds = store.get_dataset()
@@ -153,14 +161,12 @@ def _strategy_rows(config: BenchConfig, ws: _Workspaces, relevant: set) -> Itera
 
 
 def _learning_row(config: BenchConfig, ws: _Workspaces, relevant: set) -> dict:
-    store = ws.fresh()
-    run = mine(store, config.request("top_k"))
+    store, run = ws.mined("top_k")
     _simulate_reviews(store, run.run_id, relevant, config.learn_decisions, 0)
     report = learn_from_decisions(store, run.run_id)
     pool = store.run_candidates(run.run_id)
     held_out = pool[pool["decision"].isna()]
-    cold = ws.fresh()
-    cold_run = mine(cold, config.request("top_k"))
+    cold, cold_run = ws.mined("top_k")
     cold_pool = cold.run_candidates(cold_run.run_id).merge(
         held_out[["query_id", "doc_id"]], on=["query_id", "doc_id"])
     return {"kind": "suspicion", "method": "learned", "decisions": config.learn_decisions,
