@@ -12,8 +12,9 @@ their pools), turns it into the signal's separation d' = sqrt(2) * Phi^-1(probe)
 equal-variance normal model's link between ROC-AUC and separation; below chance counts 0), and
 weights the signal by d' times its prior ``weight``. Similarity to the positive is read where a
 query has two or more positives (each against the others); a signal no positive can be read on
-(one positive per query: its similarity to itself) gets the mean separation of those that can. With few queries the probe
-is shrunk towards the signals' mean, so a handful of queries cannot swing the weights.
+(one positive per query: its similarity to itself) gets the mean separation of those that can.
+With few queries the probe is shrunk towards the signals' mean, so a handful of queries cannot
+swing the weights.
 
 Evidence combines as the weighted mean of its normal scores, mapped back through Phi (for
 independent normal evidence the log-likelihood ratio is linear in z, weighted by d'), and the
@@ -81,7 +82,8 @@ class Scorer:
     def __init__(self, ctx: DetectionContext, names: list[str] | None = None,
                  detectors: list[Detector] | None = None) -> None:
         """``names``: registered detectors to use (default all); ``detectors``: instances to use
-        instead (unregistered ones, e.g. in tests). Detectors unavailable on ``ctx`` are left out."""
+        instead (unregistered ones, e.g. in tests). Detectors unavailable on ``ctx`` are left
+        out."""
         self.ctx = ctx
         chosen = detectors if detectors is not None else [
             get_detector(n) for n in (names or detector_names())]

@@ -16,7 +16,7 @@ class BM25Params:
 
 
 class BM25(Strategy):
-    """Take the k highest-BM25 non-positives (bm25s: lower-cased, English stopwords removed, stemmed).
+    """Take the k highest-BM25 non-positives (bm25s; lower-cased, stopwords out, stemmed).
 
     References:
         Karpukhin et al., "Dense Passage Retrieval for Open-Domain Question Answering",
