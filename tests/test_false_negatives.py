@@ -24,7 +24,7 @@ from core.false_negatives import (
     DetectionContext, Detector, RawSignal, detector_names, get_detector, register,
 )
 from core.false_negatives.cross_query import REASON_QUERY_SIMILARITY
-from core.false_negatives.suspicion import Scorer, weights_text
+from core.false_negatives.suspicion import Scorer, weights_rows, weights_text
 from core.false_negatives.learning import (
     QUERY_EFFECT, MonotoneLogistic, cold_suspicion, learn_from_decisions, learned_suspicion,
     query_effect, signal_matrix,
@@ -261,6 +261,9 @@ def test_signals_are_weighted_by_how_they_rank_the_labeled_positives():
     report = scorer.weight_report()
     assert report["inverted"] == {"weight": 0.0, "probe": pytest.approx(0.02, abs=0.03)}
     assert "strong" in weights_text(report) and "not measurable" in weights_text(report)
+    rows = {r["signal"]: r for r in weights_rows(report)}
+    assert rows["unmeasurable"]["labeled positives outrank (share of their pool)"] is None
+    assert rows["strong"]["weight"] == report["strong"]["weight"]
     # The combined suspicion follows the strong signal more than the weak one.
     row, docs, scores, pos = pools[0]
     result = scorer.score(row, docs, scores, pos)

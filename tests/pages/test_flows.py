@@ -146,10 +146,14 @@ def test_review_shows_how_suspicion_weighs_its_signals(seeded):
     weights = _frame(at, "signal").set_index("signal")
     recorded = Store(seeded).get_run().search["suspicion_weights"]
     assert set(weights.index) == set(recorded) >= {"relative_score", "positive_similarity"}
+    share = weights["labeled positives outrank (share of their pool)"]
     for name, info in recorded.items():
         assert weights.loc[name, "weight"] == pytest.approx(info["weight"])
-    share = weights["labeled positives outrank (share of their pool)"]
-    assert share["relative_score"] > 0.5 and pd.isna(share["positive_similarity"])
+        if info["probe"] is None:
+            assert pd.isna(share[name])
+        else:
+            assert share[name] == pytest.approx(info["probe"])
+    assert share["relative_score"] > 0.5
 
 
 def test_export_writes_a_file_and_its_manifest(data_dir):
