@@ -5,7 +5,10 @@ Mines top_k on the labeled split as ``core.bench`` does, then for every weighted
 the probe (the labeled positives' mean percentile within their pools, what ``Scorer.fit``
 measures), the weight it gave, and the signal's real ROC-AUC for hidden positives in the top-50
 pools, pooled and averaged within queries (the within-query figure is what the probe estimates).
-Then mines curated at each ``--thresholds`` value from the same stored pool and scores the export.
+Then the combined suspicion's ROC-AUC, against the same signals combined with equal weights
+(recomputed from the stored percentiles, decisive signals included, so the two differ only in
+the weights). Then mines curated at each ``--thresholds`` value from the same stored pool and
+scores the export. ``--model``: mine with another sentence-transformers model (a local folder).
 
     .venv/bin/python bench/suspicion_signals.py --beir ../shared/datasets/cranfield \
         --json bench/suspicion-signals.jsonl
@@ -30,9 +33,26 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from bench.results import report  # noqa: E402
 from core.bench import BenchConfig, _export_score, _Workspaces  # noqa: E402
 from core.evaluation import read_relevant  # noqa: E402
-from core.mine import MineRequest, mine  # noqa: E402
+from core.mine import mine  # noqa: E402
 
 DEPTH = 50
+NEAR_DUPLICATE, SAME_QUERY = 0.95, 0.9  # the decisive levels of positive_similarity, cross_query
+
+
+def _combined(signals: list[dict], weights: dict[str, float]) -> np.ndarray:
+    """The cold suspicion from stored signals: weighted mean of the evidence's normal scores
+    (evidence: mean of global and per-query percentile), raised to the decisive signals."""
+    from scipy.special import ndtr, ndtri
+
+    total = sum(weights.values())
+    z = sum(w * ndtri(np.clip([(s[f"{n}_global_pct"] + s[f"{n}_query_pct"]) / 2
+                               for s in signals], 1e-3, 1 - 1e-3))
+            for n, w in weights.items())
+    cold = ndtr(z / total)
+    for name, level in (("positive_similarity", NEAR_DUPLICATE), ("cross_query", SAME_QUERY)):
+        raw = np.array([s.get(name, 0.0) for s in signals])
+        cold = np.where(raw >= level, np.fmax(cold, raw), cold)
+    return cold
 
 
 def _auc(truth: np.ndarray, values: np.ndarray) -> float:
@@ -46,11 +66,13 @@ def main() -> None:
     parser.add_argument("--beir", type=Path, required=True)
     parser.add_argument("--thresholds", default="0.5,0.55,0.6,0.65,0.7,0.75,0.8")
     parser.add_argument("--cache", type=Path, default=Path("data/workspaces/bench-cache.duckdb"))
+    parser.add_argument("--model", help="mining model folder (default: the bundled MiniLM)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     relevant = read_relevant(args.beir / "qrels" / "test.tsv")
     with tempfile.TemporaryDirectory(prefix="signals-") as tmp:
-        store, run = _Workspaces(BenchConfig(beir=args.beir, cache=args.cache), Path(tmp)).mined()
+        config = BenchConfig(beir=args.beir, cache=args.cache, model=args.model)
+        store, run = _Workspaces(config, Path(tmp)).mined()
         pool = store.run_candidates(run.run_id).drop_duplicates(["query_id", "doc_id"])
         pool = pool[pool["rank"] <= DEPTH].reset_index(drop=True)
         truth = np.array([(q, d) in relevant for q, d in zip(pool["query_id"], pool["doc_id"])])
@@ -62,13 +84,17 @@ def main() -> None:
             report({"dataset": args.beir.name, "kind": "signal", "detector": name, **info,
                     "roc_auc_pooled": round(_auc(truth, values), 4),
                     "roc_auc_within_query": round(float(np.nanmean(within)), 4)}, args.json)
-        report({"dataset": args.beir.name, "kind": "suspicion", "detector": "combined",
+        weights = {n: i["weight"] for n, i in run.search["suspicion_weights"].items()}
+        report({"dataset": args.beir.name, "model": run.model, "kind": "suspicion",
+                "detector": "combined",
                 "roc_auc_pooled": round(_auc(truth, pool["suspicion"].to_numpy(float)), 4),
+                "recomputed_roc_auc_pooled": round(_auc(truth, _combined(signals, weights)), 4),
+                "equal_weights_roc_auc_pooled": round(
+                    _auc(truth, _combined(signals, dict.fromkeys(weights, 1.0))), 4),
                 "cosine_roc_auc_pooled": round(_auc(truth, pool["score"].to_numpy(float)), 4)},
                args.json)
         for threshold in (float(t) for t in args.thresholds.split(",")):
-            curated = mine(store, MineRequest(strategy="curated", num_negatives=5,
-                                              params={"max_suspicion": threshold}))
+            curated = mine(store, config.request("curated", {"max_suspicion": threshold}))
             score = _export_score(store, curated.run_id, relevant, 5)
             report({"dataset": args.beir.name, "kind": "curated", "max_suspicion": threshold,
                     **{k: round(v, 4) if isinstance(v, float) else v for k, v in score.items()}},

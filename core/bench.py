@@ -53,11 +53,14 @@ class BenchConfig:
     strategies: tuple[str, ...] = field(default_factory=tuple)
     teacher: str | None = None
     teacher_kind: str = "cross-encoder"
+    model: str | None = None  # None: the bundled all-MiniLM-L6-v2, as BENCHMARK.md measures
 
     def request(self, strategy: str, params: dict | None = None) -> MineRequest:
-        """The mining request every phase makes: k negatives, with the configured teacher."""
+        """The mining request every phase makes: k negatives, with the configured model and
+        teacher."""
         return MineRequest(strategy=strategy, num_negatives=self.k, params=params or {},
-                           teacher=self.teacher, teacher_kind=self.teacher_kind)
+                           model=self.model, teacher=self.teacher,
+                           teacher_kind=self.teacher_kind)
 
 
 class _Workspaces:
