@@ -24,11 +24,11 @@ from core.false_negatives import (
     DetectionContext, Detector, RawSignal, detector_names, get_detector, register,
 )
 from core.false_negatives.cross_query import REASON_QUERY_SIMILARITY
-from core.false_negatives.suspicion import Scorer, weights_rows, weights_text
 from core.false_negatives.learning import (
     QUERY_EFFECT, MonotoneLogistic, cold_suspicion, learn_from_decisions, learned_suspicion,
     query_effect, signal_matrix,
 )
+from core.false_negatives.suspicion import Scorer, weights_rows, weights_text
 from core.false_negatives.teacher import load_teacher
 from core.mine import MineRequest, mine
 from core.mining import get_strategy, parse_params, strategy_names
