@@ -280,7 +280,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         beir=Path(args.beir), k=args.k, budgets=budgets, learn_decisions=args.learn_decisions,
         full_split=args.full_split, cache=Path(args.cache),
         strategies=tuple(s.strip() for s in args.strategies.split(",")) if args.strategies else (),
-        teacher=args.teacher, teacher_kind=args.teacher_kind,
+        teacher=args.teacher, teacher_kind=args.teacher_kind, model=args.model,
     )
     sink = open(args.json, "w", encoding="utf-8") if args.json else None
     try:
@@ -430,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default="data/workspaces/bench-cache.duckdb",
                    help="workspace that caches vectors between benchmark runs")
     p.add_argument("--strategies", help="comma-separated strategies (default: all registered)")
+    p.add_argument("--model", help="mining model (local folder or hub id; default: the bundled "
+                   "all-MiniLM-L6-v2). Hardness is then this model's cosine, not the "
+                   "BENCHMARK.md baselines'")
     p.add_argument("--teacher", help="a second model every run's suspicion consults (local "
                    "folder or hub id), as mine --teacher")
     p.add_argument("--teacher-kind", default="cross-encoder",

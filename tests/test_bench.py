@@ -108,3 +108,20 @@ def test_bench_consults_a_teacher_and_keeps_its_vectors(tmp_path, tiny_model_dir
     assert main(["bench", "hidden-positive", "--beir", str(root), "--learn-decisions", "0",
                  "--review-budget", "0", "--strategies", "top_k", "--cache", str(cache),
                  "--teacher", str(tiny_model_dir), "--teacher-kind", "llm"]) == 1
+
+
+def test_bench_mines_with_another_model(tmp_path, tiny_model_dir):
+    """--model mines every phase with that model: the cache keeps its vectors, not MiniLM's."""
+    corpus, queries, qrels = topical_corpus(docs_per_topic=6)
+    root = _bench_folder(tmp_path, corpus, queries, qrels, qrels)
+    cache = tmp_path / "cache.duckdb"
+    assert main(["bench", "hidden-positive", "--beir", str(root), "--k", "2",
+                 "--review-budget", "0", "--learn-decisions", "0", "--strategies", "top_k",
+                 "--cache", str(cache), "--model", str(tiny_model_dir)]) == 0
+    store = Store(cache)
+    try:
+        models = store.list_models()
+        assert len(models) == 1 and models[0][2] == 32  # the tiny model's dimension
+    finally:
+        store.close()
+
