@@ -294,6 +294,9 @@ def test_few_queries_pull_the_weights_towards_each_other_and_nothing_measured_ke
     assert 1 < ratio(few) < ratio(many)
     unmeasured = Scorer(ctx, detectors=[_Probed("a", None), _Probed("b", None)]).fit(pools)
     assert unmeasured.weights == {"a": 1.0, "b": 1.0}
+    # No signal ranks the positives above chance: nothing to go on, so the priors stay.
+    inverted = Scorer(ctx, detectors=[_Probed("a", 0.1), _Probed("bb", 0.3)]).fit(pools)
+    assert inverted.weights == {"a": 1.0, "bb": 1.0}
 
 
 # -- planted errors, end to end --------------------------------------------------------------------
