@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import sys
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -30,13 +30,23 @@ def _import_bm25s():
     return bm25s
 
 
-@functools.lru_cache(maxsize=1)
+_stemmers = threading.local()
+
+
 def english_stemmer():
     """Snowball's English stemmer (PyStemmer, the one bm25s documents): "states" and "state",
-    "crossings" and "crossing" become one term, as in the English analyzers BM25 baselines use."""
-    import Stemmer
+    "crossings" and "crossing" become one term, as in the English analyzers BM25 baselines use.
 
-    return Stemmer.Stemmer("english")
+    One per thread: a PyStemmer stemmer keeps per-instance state (its word cache) and is not
+    documented as safe to share, and the app's sessions (and a mining run beside them) are
+    threads of one process.
+    """
+    stemmer = getattr(_stemmers, "english", None)
+    if stemmer is None:
+        import Stemmer
+
+        stemmer = _stemmers.english = Stemmer.Stemmer("english")
+    return stemmer
 
 
 class LexicalIndex:
@@ -50,8 +60,7 @@ class LexicalIndex:
     def __init__(self, doc_texts: Sequence[str]) -> None:
         bm25s = _import_bm25s()
         self._bm25s = bm25s
-        self._stemmer = english_stemmer()
-        corpus_tokens = bm25s.tokenize(list(doc_texts), stopwords="en", stemmer=self._stemmer,
+        corpus_tokens = bm25s.tokenize(list(doc_texts), stopwords="en", stemmer=english_stemmer(),
                                        show_progress=False)
         self._vocab = corpus_tokens.vocab
         self._retriever = bm25s.BM25()
@@ -67,7 +76,7 @@ class LexicalIndex:
 
     def query_token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Each text's tokens as ids of the index's vocabulary (unknown tokens dropped)."""
-        tokens = self._bm25s.tokenize(list(texts), stopwords="en", stemmer=self._stemmer,
+        tokens = self._bm25s.tokenize(list(texts), stopwords="en", stemmer=english_stemmer(),
                                       return_ids=False, show_progress=False)
         return [[self._vocab[t] for t in toks if t in self._vocab] for toks in tokens]
 

@@ -53,3 +53,17 @@ def test_inflections_of_a_query_word_match():
     assert scores[1] > scores[0] > 0 and scores[3] == 0
     states = index.score_pairs("states", np.arange(len(DOCS) + 1))
     assert states[-1] > 0 and (states[:-1] == 0).all()
+
+
+def test_each_thread_gets_its_own_stemmer():
+    """A stemmer keeps per-instance state; the app's sessions are threads of one process."""
+    import threading
+
+    from core.lexical import english_stemmer
+
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(english_stemmer()))
+    worker.start()
+    worker.join()
+    assert english_stemmer() is english_stemmer() and seen[0] is not english_stemmer()
+    assert seen[0].stemWord("crossings") == english_stemmer().stemWord("crossings") == "cross"
