@@ -33,23 +33,23 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from bench.results import report  # noqa: E402
 from core.bench import BenchConfig, _export_score, _Workspaces  # noqa: E402
 from core.evaluation import read_relevant  # noqa: E402
+from core.false_negatives.cross_query import DECISIVE_QUERY_SIMILARITY  # noqa: E402
+from core.false_negatives.positive_similarity import NEAR_DUPLICATE  # noqa: E402
+from core.false_negatives.suspicion import combine_evidence  # noqa: E402
 from core.mine import mine  # noqa: E402
 
 DEPTH = 50
-NEAR_DUPLICATE, SAME_QUERY = 0.95, 0.9  # the decisive levels of positive_similarity, cross_query
+# The signals whose raw value raises the suspicion on its own, and from what level.
+DECISIVE = (("positive_similarity", NEAR_DUPLICATE), ("cross_query", DECISIVE_QUERY_SIMILARITY))
 
 
 def _combined(signals: list[dict], weights: dict[str, float]) -> np.ndarray:
-    """The cold suspicion from stored signals: weighted mean of the evidence's normal scores
-    (evidence: mean of global and per-query percentile), raised to the decisive signals."""
-    from scipy.special import ndtr, ndtri
-
-    total = sum(weights.values())
-    z = sum(w * ndtri(np.clip([(s[f"{n}_global_pct"] + s[f"{n}_query_pct"]) / 2
-                               for s in signals], 1e-3, 1 - 1e-3))
-            for n, w in weights.items())
-    cold = ndtr(z / total)
-    for name, level in (("positive_similarity", NEAR_DUPLICATE), ("cross_query", SAME_QUERY)):
+    """The cold suspicion from stored signals, as ``Scorer.score`` combines them: each weighted
+    signal's evidence (mean of global and per-query percentile), then the decisive signals."""
+    evidence = [(w, np.array([(s[f"{n}_global_pct"] + s[f"{n}_query_pct"]) / 2 for s in signals]))
+                for n, w in weights.items()]
+    cold = combine_evidence(evidence, len(signals))
+    for name, level in DECISIVE:
         raw = np.array([s.get(name, 0.0) for s in signals])
         cold = np.where(raw >= level, np.fmax(cold, raw), cold)
     return cold

@@ -71,6 +71,19 @@ def _separation(probe: float) -> float:
     return float(np.sqrt(2.0) * ndtri(min(max(probe, 0.5), PROBE_CAP)))
 
 
+def combine_evidence(weighted: list[tuple[float, np.ndarray]], n: int) -> np.ndarray:
+    """The cold suspicion of ``n`` candidates from (weight, evidence in [0, 1]) pairs: the
+    weighted mean of the evidence's normal scores, mapped back through Phi (module docstring);
+    zeros when nothing is weighted. Decisive signals are applied by the caller."""
+    total = sum(w for w, _ in weighted)
+    if not total:
+        return np.zeros(n)
+    z = np.zeros(n, dtype=np.float64)
+    for weight, evidence in weighted:
+        z += weight * ndtri(np.clip(evidence, EVIDENCE_EPS, 1 - EVIDENCE_EPS).astype(np.float64))
+    return ndtr(z / total)
+
+
 def _key(row: int, docs: np.ndarray) -> tuple[int, int]:
     """Cache key of one query's candidate list."""
     return row, hash(np.asarray(docs, dtype=np.int64).tobytes())
@@ -159,8 +172,7 @@ class Scorer:
         if cached is not None:
             return cached
         n = len(docs)
-        weighted = np.zeros(n, dtype=np.float64)  # weighted sum of the evidence's normal scores
-        total_weight = 0.0
+        weighted: list[tuple[float, np.ndarray]] = []
         floor = np.zeros(n, dtype=np.float32)
         features: dict[str, np.ndarray] = {}
         explained = n if self.ctx.explain_depth is None else min(n, self.ctx.explain_depth)
@@ -177,15 +189,12 @@ class Scorer:
             features[f"{det.name}"] = raw.values
             features[f"{det.name}_global_pct"] = g
             features[f"{det.name}_query_pct"] = q
-            weight = self.weights[det.name]
-            if weight > 0:
-                z = ndtri(np.clip(evidence, EVIDENCE_EPS, 1 - EVIDENCE_EPS).astype(np.float64))
-                weighted += weight * z
-                total_weight += weight
+            if self.weights[det.name] > 0:
+                weighted.append((self.weights[det.name], evidence))
             if raw.decisive is not None:
                 floor = np.fmax(floor, np.nan_to_num(raw.decisive, nan=0.0))
             _explain(det, raw, evidence, ranked)
-        cold = ndtr(weighted / total_weight) if total_weight else np.zeros(n)
+        cold = combine_evidence(weighted, n)
         suspicion = np.clip(np.fmax(cold, floor), 0.0, 1.0).astype(np.float32)
         reasons = [[t for _, t in sorted(r, key=lambda x: -x[0])[:REASON_LIMIT]] for r in ranked]
         reasons += [[]] * (n - explained)  # one shared empty list: unexplained candidates
