@@ -70,11 +70,11 @@ def load_teacher(name: str, kind: str = "cross-encoder", store: Any = None) -> T
     # Same fused linear layers as the torch backend (about 1.16x faster, same vectors). The cache
     # key is the plain model's fingerprint, as for the mining model: the fused view's module
     # tree differs, its vectors do not, and a teacher's earlier vectors must still be found.
-    fingerprint = model_fingerprint(plain) if store is not None else ""
     model = checked_fused_view(plain)
     if store is None:
         return Teacher(name, kind, model)
-    encoder = Encoder(f"teacher {name}", fingerprint, int(model.get_embedding_dimension()), model)
+    encoder = Encoder(f"teacher {name}", model_fingerprint(plain),
+                      int(model.get_embedding_dimension()), model)
     return Teacher(name, kind, model, lambda texts: embed_texts(store, encoder, texts))
 
 
