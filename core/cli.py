@@ -1,5 +1,5 @@
 """Command line: python -m core {ingest, mine, export, datasets, runs, strategies, decide, learn,
-undo, decisions export|import, bench}.
+undo, decisions export|import, audit draw|report, bench}.
 
 Errors a user can cause print one sentence on stderr and exit 1, never a traceback.
 """
@@ -257,6 +257,30 @@ def cmd_decisions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from core.audit import audit_report, draw_audit
+    from core.store import Store
+
+    store = Store(args.workspace)
+    if args.action == "draw":
+        audit = draw_audit(store, args.run, args.size, args.seed, args.annotator)
+        print(f"audit {audit.audit_id} of run {audit.run_id}: drew {audit.size:,} of the "
+              f"{audit.exported:,} exported negatives (seed {audit.seed}); decide them in this "
+              "order (the app's Export page sends them to Review), then run `audit report`")
+        pairs = store.audit_outcomes(audit.audit_id)
+    else:
+        report = audit_report(store, args.audit, args.run)
+        print(report.text())
+        if not args.pairs:
+            return 0
+        pairs = store.audit_outcomes(report.audit.audit_id)
+    print("position\tquery_id\tdoc_id\tdecision")
+    for row in pairs.itertuples(index=False):
+        decision = "" if row.decision is None or row.decision != row.decision else row.decision
+        print(f"{row.position + 1}\t{row.query_id}\t{row.doc_id}\t{decision}")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with the CLI's error contract: one sentence on stderr, exit code 1."""
 
@@ -415,6 +439,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", required=True, help="workspace DuckDB file")
     p.add_argument("--in", dest="in_path", required=True, help="decisions .jsonl file")
     p.set_defaults(handler=cmd_decisions)
+
+    actions = sub.add_parser(
+        "audit", help="estimate an export's false-negative rate from a random sample",
+        description="draw a random sample of the negatives a run's export takes; decisions on it "
+        "estimate the export's false-negative rate",
+    ).add_subparsers(dest="action", required=True)
+    p = actions.add_parser("draw", help="draw a sample of the exported negatives (prints it)")
+    p.add_argument("--workspace", required=True, help="workspace DuckDB file")
+    p.add_argument("--run", type=int, help="run to audit (default: the newest finished run)")
+    p.add_argument("--size", type=int, default=100, help="pairs to draw (100)")
+    p.add_argument("--seed", type=int, help="seed of the draw (default: random, printed)")
+    p.add_argument("--annotator", help="who drew it (recorded with the audit)")
+    p.set_defaults(handler=cmd_audit)
+    p = actions.add_parser("report", help="the estimate from the audit's decisions so far")
+    p.add_argument("--workspace", required=True, help="workspace DuckDB file")
+    p.add_argument("--audit", type=int, help="audit id (default: the newest)")
+    p.add_argument("--run", type=int, help="the newest audit of this run")
+    p.add_argument("--pairs", action="store_true", help="also list the pairs and decisions")
+    p.set_defaults(handler=cmd_audit)
 
     p = sub.add_parser("bench", help="run a benchmark", description="run a benchmark")
     p.add_argument("benchmark", choices=["hidden-positive"],

@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from core.review import QueueFilters, review_head, review_queue
@@ -23,12 +24,15 @@ class ReviewScope:
         pairs: only these (query_id, doc_id) pairs (a selection sent from the map); None: all.
         skipped: pairs skipped in this session, moved to the end of the queue.
         reason_kind: only candidates with a reason of this kind (see ``reason_kind``).
+        in_given_order: ``pairs`` are shown in their given order, not the queue's (an audit's
+            random order, where every prefix must stay a uniform sample).
     """
 
     filters: QueueFilters = QueueFilters()
     pairs: tuple[tuple[str, str], ...] | None = None
     skipped: frozenset[tuple[str, str]] = field(default_factory=frozenset)
     reason_kind: str | None = None
+    in_given_order: bool = False
 
 
 def reason_kind(reason: str) -> str:
@@ -57,8 +61,11 @@ def scoped_queue(store: Store, run_id: int, scope: ReviewScope) -> pd.DataFrame:
         queue = queue[queue["reasons"].map(lambda v: scope.reason_kind in _kinds(v))]
     keys = list(zip(queue["query_id"], queue["doc_id"]))
     if scope.pairs is not None:
-        wanted = set(scope.pairs)
-        queue = queue[[k in wanted for k in keys]]
+        place = {pair: i for i, pair in enumerate(scope.pairs)}
+        queue = queue[[k in place for k in keys]]
+        if scope.in_given_order:
+            order = [place[k] for k in zip(queue["query_id"], queue["doc_id"])]
+            queue = queue.iloc[np.argsort(order, kind="stable")]
         keys = list(zip(queue["query_id"], queue["doc_id"]))
     skipped = pd.Series([k in scope.skipped for k in keys], index=queue.index, dtype=bool)
     return pd.concat([queue[~skipped], queue[skipped]]).reset_index(drop=True)

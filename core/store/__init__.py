@@ -5,7 +5,7 @@ One connection per process and workspace, a cursor per operation (DuckDB's threa
 Streamlit sessions of one server process can share a Store.
 
 The ``Store`` class is assembled from one part per concern (``datasets``, ``runs``, ``decisions``,
-``review``, ``reports``); this module opens the workspace and runs its transactions.
+``review``, ``reports``, ``audits``); this module opens the workspace and runs its transactions.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from core.store.connection import (
     _twin_documents_cache,
 )
 from core.store.records import (
-    INTERRUPTED, LABELS, DatasetContent, DatasetInfo, Decision, PairPoolFacts, RunInfo,
+    INTERRUPTED, LABELS, AuditInfo, DatasetContent, DatasetInfo, Decision, PairPoolFacts, RunInfo,
     quote_identifier,
 )
 from core.store.schema import MIGRATIONS, SCHEMA_VERSION
+from core.store.audits import AuditsMixin
 from core.store.datasets import DatasetsMixin
 from core.store.decisions import DecisionsMixin
 from core.store.reports import ReportsMixin
@@ -38,7 +39,8 @@ LOCK_WAIT_S = float(os.environ.get("WORKBENCH_LOCK_WAIT_S", "5"))
 (``$WORKBENCH_LOCK_WAIT_S``, default 5)."""
 
 
-class Store(DatasetsMixin, RunsMixin, DecisionsMixin, ReviewMixin, ReportsMixin):
+class Store(DatasetsMixin, RunsMixin, DecisionsMixin, ReviewMixin, ReportsMixin,
+            AuditsMixin):
     """A workspace on disk. Cheap to create: instances of one file share the process's connection."""
 
     def __init__(self, path: str | Path, lock_wait: float | None = None) -> None:
@@ -124,5 +126,5 @@ class Store(DatasetsMixin, RunsMixin, DecisionsMixin, ReviewMixin, ReportsMixin)
         return self._cursor().execute("SELECT max(version) FROM schema_version").fetchone()[0]
 
 
-__all__ = ["DatasetContent", "DatasetInfo", "Decision", "INTERRUPTED", "LABELS", "LOCK_WAIT_S",
-           "PairPoolFacts", "RunInfo", "SCHEMA_VERSION", "Store", "quote_identifier"]
+__all__ = ["AuditInfo", "DatasetContent", "DatasetInfo", "Decision", "INTERRUPTED", "LABELS",
+           "LOCK_WAIT_S", "PairPoolFacts", "RunInfo", "SCHEMA_VERSION", "Store", "quote_identifier"]

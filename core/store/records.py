@@ -132,3 +132,18 @@ _CANDIDATE_COLUMNS = (
     "query_id", "doc_id", "rank", "score", "pos_score", "lexical_score", "source", "eligible",
     "selected",
 )
+
+
+@dataclass(frozen=True)
+class AuditInfo:
+    """A seeded sample of a run's exported negatives (``core.audit``): ``size`` pairs drawn from
+    the ``exported`` negatives of ``exported_queries`` queries an export took when it was drawn."""
+
+    audit_id: int
+    run_id: int
+    seed: int
+    size: int
+    exported: int
+    exported_queries: int
+    created_by: str | None
+    created_at: datetime

@@ -132,5 +132,20 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE candidates ADD COLUMN dh UBIGINT;
     UPDATE candidates SET qh = hash(query_id), dh = hash(doc_id);
     """,
+    # Audits: a seeded uniform sample of the negatives a run's export takes, in the order it is to
+    # be reviewed, so the decisions on it estimate the export's false-negative rate. Pairs keep
+    # their texts' hashes: decisions are keyed by them.
+    """
+    CREATE SEQUENCE audit_seq START 1;
+    CREATE TABLE audits (
+        audit_id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, seed BIGINT NOT NULL,
+        size INTEGER NOT NULL, exported INTEGER NOT NULL, exported_queries INTEGER NOT NULL,
+        created_by VARCHAR, created_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE audit_pairs (
+        audit_id INTEGER NOT NULL, position INTEGER NOT NULL, query_id VARCHAR NOT NULL,
+        doc_id VARCHAR NOT NULL, query_hash VARCHAR NOT NULL, doc_hash VARCHAR NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
