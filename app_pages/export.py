@@ -1,5 +1,5 @@
 """Export: a run as training data (format, file type, options), a preview, a copy written under
-data/exports/ with its manifest, and a download of that file."""
+data/exports/ with its manifest, a download of that file, and an audit of its false negatives."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.audit import DEFAULT_AUDIT_SIZE, audit_pairs, audit_report, draw_audit
 from core.datapaths import export_path
 from core.errors import WorkbenchError
 from core.export import FILE_TYPES, FORMATS, ExportOptions, export_run, preview_export
@@ -73,6 +74,45 @@ def _write(options: ExportOptions, suffix: str) -> None:
                                          "rows": result.rows, "queries": result.queries}
 
 
+def _audit() -> None:
+    """Draw a random sample of the exported negatives, send it to review, show the estimate."""
+    st.subheader("Audit: how many false negatives does the export hold?")
+    st.caption("Draw a random sample of the negatives a default export takes (the run's k, "
+               "decisions applied) and decide it on the Review page in the sample's order: the "
+               "decisions estimate the whole export's false-negative rate, with an interval. "
+               "Stopping early still estimates fairly; the interval is then wider.")
+    cols = st.columns([1, 1, 1])
+    size = cols[0].number_input("Sample size", min_value=1, value=DEFAULT_AUDIT_SIZE, step=10,
+                                key="audit_size")
+    if cols[1].button("Draw a sample", key="audit_draw", icon=":material/casino:"):
+        drawn = draw_audit(store, run.run_id, int(size), created_by=common.annotator() or None)
+        st.session_state["audit_message"] = (f"Drew audit {drawn.audit_id}: {drawn.size:,} of "
+                                             f"{drawn.exported:,} exported negatives.")
+    audits = store.list_audits(run.run_id)
+    if not audits:
+        return
+    message = st.session_state.pop("audit_message", None)
+    if message:
+        st.success(message, icon=":material/check:")
+    choice = cols[2].selectbox("Audit", [a.audit_id for a in audits], key="audit_pick",
+                               format_func=lambda i: f"audit {i}")
+    report = audit_report(store, int(choice))
+    metrics = st.columns(3)
+    metrics[0].metric("Estimated false-negative rate",
+                      "–" if report.fn_rate is None else f"{report.fn_rate:.1%}",
+                      help="of the export as it was when the sample was drawn")
+    metrics[1].metric("Interval (95 %)", "–" if report.fn_rate is None else
+                      f"{report.low:.1%} – {report.high:.1%}")
+    metrics[2].metric("Decided", f"{report.decided + report.unsure:,} / {report.audit.size:,}")
+    st.text(report.text())
+    if st.button("Review the sample", key="audit_review", icon=":material/rate_review:",
+                 disabled=not report.undecided):
+        st.session_state["review_focus"] = audit_pairs(store, report.audit.audit_id)
+        st.session_state["review_focus_run"] = run.run_id
+        st.session_state["review_focus_audit"] = report.audit.audit_id
+        st.switch_page("app_pages/review.py")
+
+
 try:
     options, suffix = _options()
     _preview(options)
@@ -91,5 +131,6 @@ try:
         with st.expander("Manifest"):
             st.json(json.loads(Path(written["manifest"]).read_text(encoding="utf-8")),
                     expanded=False)
+    _audit()
 except WorkbenchError as err:
     common.error(err)

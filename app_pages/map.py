@@ -167,6 +167,7 @@ def _selection_actions(points, picked: list[tuple[str, str]], query: str | None)
     if cols[0].button("Send to review", key="map_send_review", disabled=pairs.empty):
         st.session_state["review_focus"] = list(zip(pairs["query_id"], pairs["doc_id"]))
         st.session_state["review_focus_run"] = run.run_id
+        st.session_state.pop("review_focus_audit", None)
         st.switch_page("app_pages/review.py")
     for col, label, key in ((cols[1], "hard_negative", "map_label_hard"),
                             (cols[2], "false_negative", "map_label_false")):

@@ -3,6 +3,8 @@ and a note; progress per annotator and agreement between annotators."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from core.annotation import agreement, current_progress
@@ -61,11 +63,15 @@ def _scope() -> ReviewScope:
                                    help="show pairs this annotator decided (reviewed included)")
     pairs = None
     focus = st.session_state.get("review_focus")
+    audit = st.session_state.get("review_focus_audit")
     if focus and st.session_state.get("review_focus_run") == run.run_id:
         left, right = st.columns([3, 1])
-        left.info(f"Showing the {len(focus)} pairs sent from the map.", icon=":material/info:")
+        left.info(f"Showing the {len(focus)} pairs of audit {audit} in its random order: "
+                  "decide them in turn (a skipped pair may lean the estimate)." if audit else
+                  f"Showing the {len(focus)} pairs sent from the map.", icon=":material/info:")
         if right.button("Show the whole queue", key="review_clear_focus"):
             st.session_state.pop("review_focus", None)
+            st.session_state.pop("review_focus_audit", None)
             st.rerun()
         pairs = tuple(map(tuple, focus))
     filters = QueueFilters(
@@ -73,7 +79,8 @@ def _scope() -> ReviewScope:
         query_id=None if query == ANY else query,
         query_ids=None if cluster == ANY else clusters[cluster])
     return ReviewScope(filters, pairs, frozenset(st.session_state["review_skipped"]),
-                       None if reason == ANY else reason)
+                       None if reason == ANY else reason,
+                       in_given_order=pairs is not None and audit is not None)
 
 
 def _decide(query_id: str, doc_id: str, label: str) -> None:
@@ -180,8 +187,7 @@ def review_card_fragment(scope: ReviewScope) -> None:
         kind, text = message
         {"success": st.success, "error": st.error, "info": st.info}[kind](common.literal(text))
     _progress()
-    scope = ReviewScope(scope.filters, scope.pairs, frozenset(st.session_state["review_skipped"]),
-                        scope.reason_kind)
+    scope = replace(scope, skipped=frozenset(st.session_state["review_skipped"]))
     # The queue's head is read a few dozen rows at a time and kept in the session (see
     # core.review_prefetch): a decision usually reads only its own query's rows again.
     show_next = st.session_state.get("review_show_next", False)

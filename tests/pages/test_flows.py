@@ -188,3 +188,38 @@ def test_map_highlights_a_query(seeded):
     at.selectbox(key="map_query").set_value("q-astronomy-0").run()
     at.radio(key="map_colour").set_value("role").run()
     assert not at.exception and not _messages(at)
+
+
+def test_export_audit_draws_a_sample_reviews_it_in_order_and_estimates(data_dir):
+    """Export page: draw an audit; Review walks its pairs in the audit's order; the estimate
+    follows the decisions."""
+    from core.audit import audit_pairs
+
+    workspace = data_dir / "workspaces" / "audit.duckdb"
+    run_id = seed_workspace(workspace, data_dir)
+    store = Store(workspace)
+    at = open_page(workspace, "export", annotator="carol")
+    at.number_input(key="audit_size").set_value(6).run()
+    at.button(key="audit_draw").click().run()
+    assert not at.exception and not _messages(at)
+    audit = store.get_audit(run_id=run_id)
+    assert (audit.size, audit.exported, audit.created_by) == (6, 36, "carol")
+    assert at.metric[2].value == "0 / 6"
+    pairs = audit_pairs(store, audit.audit_id)
+    at.button(key="audit_review").click().run()
+    assert not at.exception
+    assert any(f"audit {audit.audit_id}" in i.value for i in at.info)
+    at.switch_page("app_pages/review.py")  # AppTest reruns the page it was told, not st's
+    at.toggle(key="review_show_next").set_value(True).run()
+    shown = _frame(at, "would_export")
+    assert list(zip(shown["query_id"], shown["doc_id"])) == pairs
+    at.button(key="review_false_negative").click().run()
+    at.button(key="review_hard_negative").click().run()
+    at.button(key="review_hard_negative").click().run()
+    assert not at.exception and not _messages(at)
+    decided = {(d.query_id, d.doc_id): d.label for d in store.latest_decisions()}
+    assert [decided.get(p) for p in pairs[:3]] == [
+        "false_negative", "hard_negative", "hard_negative"]
+    at.switch_page("app_pages/export.py").run()
+    assert not at.exception
+    assert at.metric[0].value == "33.3%" and at.metric[2].value == "3 / 6"
