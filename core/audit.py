@@ -174,3 +174,24 @@ def audit_pairs(store: Store, audit_id: int) -> list[tuple[str, str]]:
     """The audit's (query_id, doc_id) pairs in review order."""
     outcomes = store.audit_outcomes(store.get_audit(audit_id).audit_id)
     return list(zip(outcomes["query_id"], outcomes["doc_id"]))
+
+
+def latest_audit_summary(store: Store, run_id: int) -> dict | None:
+    """The run's newest audit as an export manifest records it (None when never audited): what
+    was sampled, what was decided and the estimate, with what it estimates."""
+    audits = store.list_audits(run_id)
+    if not audits:
+        return None
+    report = audit_report(store, audits[0].audit_id)
+    a = report.audit
+    interval = None if report.fn_rate is None else [round(report.low, 4), round(report.high, 4)]
+    return {
+        "audit_id": a.audit_id, "drawn_at": a.created_at.isoformat(timespec="seconds"),
+        "seed": a.seed, "sample_size": a.size, "exported_when_drawn": a.exported,
+        "decided": report.decided, "false_negatives": report.false_negatives,
+        "unsure": report.unsure, "undecided": report.undecided,
+        "estimated_fn_rate": None if report.fn_rate is None else round(report.fn_rate, 4),
+        "interval": interval, "confidence": CONFIDENCE,
+        "estimates": "the false-negative rate of the run's default export (its k, decisions "
+                     "applied) as it was when the sample was drawn",
+    }

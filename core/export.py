@@ -2,7 +2,7 @@
 
 Negatives per query come from the run's candidate pool (``ExportOptions``; chosen in SQL by
 ``Store.export_negatives``), are laid out in one of the FORMATS and written atomically as JSONL, Parquet or CSV, followed by
-``<out>.manifest.json`` (run, options, counts, the data file's SHA-256).
+``<out>.manifest.json`` (run, options, counts, the data file's SHA-256, the run's newest audit).
 
 Formats use sentence-transformers' names: its dataset formats
 (https://sbert.net/docs/sentence_transformer/training_overview.html#dataset-format) and the
@@ -404,6 +404,8 @@ def export_run(
         raise WorkbenchError(
             f"run {run.run_id} gives no {options.format} rows with these options (counts: "
             f"{', '.join(f'{k} {v}' for k, v in counts.items())}); nothing was written")
+    from core.audit import latest_audit_summary  # here: core.audit samples through this module
+
     atomic_write(path, lambda handle: writer(rows.frame, handle))
     manifest = {
         "run_id": run.run_id, "dataset": store.get_dataset(dataset_id=run.dataset_id).name,
@@ -412,6 +414,7 @@ def export_run(
         "options": asdict(options), "counts": counts, "path": str(path.resolve()),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sha256": _sha256(path),
+        "audit": latest_audit_summary(store, run.run_id),
     }
     manifest_path = path.with_name(path.name + ".manifest.json")
     text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"

@@ -130,3 +130,24 @@ def test_cli_draws_and_reports(store, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "error: there is no audit 42"
     assert main(["audit", "draw", "--workspace", path, "--size", "0"]) == 1
     assert "at least one pair" in capsys.readouterr().err
+
+
+def test_an_export_manifest_records_the_newest_audit(store, tmp_path):
+    import json
+
+    from core.export import ExportOptions, export_run
+
+    mined = synthetic_workspace(store, tmp_path / "tiny", k=2)
+    first = export_run(store, mined.run_id, tmp_path / "a.jsonl", ExportOptions(format="triplet"))
+    assert json.loads(first.manifest_path.read_text())["audit"] is None
+    audit = draw_audit(store, mined.run_id, size=4, seed=9)
+    query_id, doc_id = audit_pairs(store, audit.audit_id)[0]
+    decide(store, mined.run_id, query_id, doc_id, "hard_negative", "ann")
+    second = export_run(store, mined.run_id, tmp_path / "b.jsonl", ExportOptions(format="triplet"))
+    recorded = json.loads(second.manifest_path.read_text())["audit"]
+    assert (recorded["audit_id"], recorded["sample_size"], recorded["exported_when_drawn"]) == (
+        audit.audit_id, 4, 8)
+    assert (recorded["decided"], recorded["false_negatives"], recorded["undecided"]) == (1, 0, 3)
+    assert recorded["estimated_fn_rate"] == 0.0 and recorded["confidence"] == 0.95
+    low, high = recorded["interval"]
+    assert low == 0.0 < high < 1.0
