@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 
 import pandas as pd
 import plotly.express as px
@@ -11,6 +12,7 @@ import streamlit as st
 
 from core.errors import WorkbenchError
 from core.margins import WhatIf, margin_frame, positive_scores, what_if
+from core.mining.curated import DEFAULT_MAX_SUSPICION
 from core.runs import finished_runs, run_label
 from app_pages import common
 
@@ -78,7 +80,7 @@ def _what_if_controls(frame: pd.DataFrame) -> WhatIf:
         ("absolute_margin", "Minimum margin", 0.05, -0.5, 0.5, 0.01),
         ("relative_margin", "Max score / positive", 0.95, 0.5, 1.2, 0.01),
         ("max_score", "Max score", 0.9, -1.0, 1.0, 0.01),
-        ("suspicion_threshold", "Max suspicion", 0.5, 0.0, 1.0, 0.05),
+        ("suspicion_threshold", "Max suspicion", DEFAULT_MAX_SUSPICION, 0.0, 1.0, 0.05),
     )):
         with col:
             on = st.toggle(label, key=f"margins_on_{field}")
@@ -104,13 +106,20 @@ try:
     target = st.selectbox("Apply to run", run_ids, key="margins_what_if_run",
                           format_func=lambda i: run_label(by_id[i]))
     result = what_if(store, target, filters)
-    cols = st.columns(4)
+    cols = st.columns(5)
     cols[0].metric("Selected negatives dropped", f"{result.selected_dropped} / {result.selected}")
     cols[1].metric("Pool candidates dropped", f"{result.pool_dropped} / {result.pool}")
     cols[2].metric("Queries losing a negative", f"{result.queries_affected} / {result.queries}")
     cols[3].metric(f"Queries left short of {result.k}",
                    f"{result.queries_short} / {result.queries}",
                    help="even refilling from the rest of the stored pool")
+    refilled = not math.isnan(result.hardness_after)
+    cols[4].metric("Hardness after refilling",
+                   f"{result.hardness_after:.3f}" if refilled else "–",
+                   delta=f"{result.hardness_after - result.hardness:+.3f}" if refilled else None,
+                   help="mean score of each query's k highest-scoring candidates the filters "
+                        f"keep, against the run's selected negatives ({result.hardness:.3f}); "
+                        "decisions are not applied here")
     if not result.rules.empty:
         st.dataframe(result.rules, hide_index=True, key="margins_rules")
 except WorkbenchError as err:

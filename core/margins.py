@@ -49,7 +49,8 @@ class WhatIf:
         absolute_margin: drop negatives with pos_score - score below this (NV-Retriever MarginPos).
         relative_margin: drop negatives scoring above this fraction of pos_score (PercPos, 0.95).
         max_score: drop negatives scoring above this (TopK-Abs).
-        suspicion_threshold: drop negatives whose suspicion is at least this (scored runs only).
+        suspicion_threshold: drop negatives whose suspicion is above this, as ``curated`` holds
+            them back (scored runs only).
     """
 
     absolute_margin: float | None = None
@@ -70,6 +71,9 @@ class WhatIfResult:
         queries_short: queries whose stored pool keeps fewer than k candidates after the filters,
             so even refilling from the pool leaves them short.
         k: negatives per query the run asked for.
+        hardness: mean score of the run's selected negatives.
+        hardness_after: mean score of what refilling would select: each query's k
+            highest-scoring candidates the filters keep (NaN when they keep none).
     """
 
     rules: pd.DataFrame
@@ -81,6 +85,8 @@ class WhatIfResult:
     queries_affected: int
     queries_short: int
     k: int
+    hardness: float = float("nan")
+    hardness_after: float = float("nan")
 
 
 def _rule_masks(pool: pd.DataFrame, what_if: WhatIf) -> dict[str, np.ndarray]:
@@ -96,8 +102,8 @@ def _rule_masks(pool: pd.DataFrame, what_if: WhatIf) -> dict[str, np.ndarray]:
         masks[f"score above {what_if.max_score:g}"] = score > what_if.max_score
     if what_if.suspicion_threshold is not None:
         suspicion = pool["suspicion"].astype(float).to_numpy()
-        masks[f"suspicion at least {what_if.suspicion_threshold:g}"] = np.nan_to_num(
-            suspicion, nan=-np.inf) >= what_if.suspicion_threshold
+        masks[f"suspicion above {what_if.suspicion_threshold:g}"] = np.nan_to_num(
+            suspicion, nan=-np.inf) > what_if.suspicion_threshold
     return masks
 
 
@@ -127,11 +133,16 @@ def what_if(store: Store, run_id: int, filters: WhatIf) -> WhatIfResult:
     kept = pool.loc[~dropped].groupby("query_id").size().reindex(
         pool["query_id"].unique(), fill_value=0)
     affected = pool.loc[dropped & selected, "query_id"].nunique()
+    refill = (pool.loc[~dropped].drop_duplicates(["query_id", "doc_id"])
+              .sort_values(["query_id", "score"], ascending=[True, False], kind="stable")
+              .groupby("query_id", sort=False).head(run.num_negatives))
     return WhatIfResult(
         rules=rules, selected=int(selected.sum()), selected_dropped=int((dropped & selected).sum()),
         pool=len(pool), pool_dropped=int(dropped.sum()), queries=int(pool["query_id"].nunique()),
         queries_affected=int(affected), queries_short=int((kept < run.num_negatives).sum()),
         k=run.num_negatives,
+        hardness=float(pool.loc[selected, "score"].mean()) if selected.any() else float("nan"),
+        hardness_after=float(refill["score"].mean()) if len(refill) else float("nan"),
     )
 
 

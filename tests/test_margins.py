@@ -45,6 +45,21 @@ def test_a_filter_that_drops_everything_leaves_every_query_short(store, mined):
     result = what_if(store, mined.run_id, WhatIf(absolute_margin=5.0))
     assert result.pool_dropped == result.pool
     assert result.queries_short == result.queries == 4
+    assert np.isnan(result.hardness_after)
+
+
+def test_hardness_after_refilling_is_the_mean_of_each_querys_k_best_kept(store, mined):
+    pool = mined.candidates[mined.candidates["rank"].notna()]
+    threshold = float(pool["score"].quantile(0.6))
+    result = what_if(store, mined.run_id, WhatIf(max_score=threshold))
+    k = store.get_run(mined.run_id).num_negatives
+    kept = pool[pool["score"] <= threshold]
+    best = kept.sort_values("score", ascending=False).groupby("query_id").head(k)
+    assert result.hardness_after == pytest.approx(best["score"].mean())
+    assert result.hardness == pytest.approx(pool.loc[pool["selected"], "score"].mean())
+    assert result.hardness_after < result.hardness  # the filter took the hardest away
+    unfiltered = what_if(store, mined.run_id, WhatIf())
+    assert unfiltered.hardness_after == pytest.approx(unfiltered.hardness)  # top-k refills itself
 
 
 def test_relative_margin_and_unscored_suspicion(store, mined):
@@ -52,6 +67,6 @@ def test_relative_margin_and_unscored_suspicion(store, mined):
     result = what_if(store, mined.run_id, WhatIf(relative_margin=0.95, suspicion_threshold=0.5))
     assert result.pool_dropped == int((pool["score"] > 0.95 * pool["pos_score"]).sum())
     rules = dict(zip(result.rules["rule"], result.rules["pool dropped"]))
-    assert rules["suspicion at least 0.5"] == 0  # the synthetic run is not scored
+    assert rules["suspicion above 0.5"] == 0  # the synthetic run is not scored
     with pytest.raises(WorkbenchError, match="relative margin"):
         what_if(store, mined.run_id, WhatIf(relative_margin=0.0))

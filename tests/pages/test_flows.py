@@ -181,6 +181,10 @@ def test_margins_what_if_counts_react(seeded):
     assert not at.exception
     dropped, selected = at.metric[0].value.split(" / ")
     assert dropped == selected != "0"
+    assert at.metric[4].value == "–"  # nothing left to refill from
+    at.slider(key="margins_max_score").set_value(0.5).run()
+    hardness = at.metric[4]
+    assert float(hardness.value) <= 0.5 and hardness.delta.startswith("-")
 
 
 def test_map_highlights_a_query(seeded):
