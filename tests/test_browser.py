@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from core.audit import audit_pairs, audit_report
 from core.store import Store
 from tests.conftest import REPO, topical_corpus, write_beir
 
@@ -233,6 +234,19 @@ def test_load_mine_review_export_in_chromium(server):
             page.get_by_text("sent from the map").wait_for()
             _settle(page)
             assert page.evaluate("typeof window.__xss") == "undefined"
+
+            _goto(page, "Export")  # audit: draw a sample, decide its first pair on Review
+            page.locator(".st-key-audit_size input").fill("4")
+            page.locator(".st-key-audit_size input").press("Enter")
+            _settle(page)
+            page.locator(".st-key-audit_draw button").click()
+            page.get_by_text("Drew audit").wait_for()
+            _settle(page)
+            page.locator(".st-key-audit_review button").click()
+            page.get_by_text("pairs of audit").wait_for()
+            _settle(page)
+            _key(page, "h", "hard negative")
+            _shot(page, "audit")
         except Exception:
             _shot(page, "failure")  # what the page showed when a step failed
             raise
@@ -243,12 +257,18 @@ def test_load_mine_review_export_in_chromium(server):
     store = Store(workspace)
     try:
         live = store.latest_decisions()
-        assert sorted(d.label for d in live) == ["false_negative", "hard_negative"]
+        assert sorted(d.label for d in live) == [
+            "false_negative", "hard_negative", "hard_negative"]  # the last on the audit's pair
         assert {d.annotator for d in live} == {"alice"}
         run = store.get_run()
         wrong = next(d for d in live if d.label == "false_negative")
         query_text = store.lookup_texts(run.dataset_id, "queries", [wrong.query_id])[wrong.query_id]
         doc_text = store.lookup_texts(run.dataset_id, "documents", [wrong.doc_id])[wrong.doc_id]
+        audit = audit_report(store, run_id=run.run_id)
+        assert audit.audit.size == 4 and audit.audit.created_by == "alice"
+        newest = max(live, key=lambda d: d.decision_id)
+        assert (newest.query_id, newest.doc_id) in audit_pairs(store, audit.audit.audit_id)
+        assert newest.label == "hard_negative" and audit.hard_negatives >= 1
     finally:
         store.close()
     written = data / "exports" / f"topical-run{run.run_id}-triplet.jsonl"
