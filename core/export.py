@@ -1,8 +1,9 @@
 """Export a finished mining run as training data, with annotators' decisions applied.
 
 Negatives per query come from the run's candidate pool (``ExportOptions``; chosen in SQL by
-``Store.export_negatives``), are laid out in one of the FORMATS and written atomically as JSONL, Parquet or CSV, followed by
-``<out>.manifest.json`` (run, options, counts, the data file's SHA-256, the run's newest audit).
+``Store.export_negatives``), are laid out in one of the FORMATS and written atomically as JSONL,
+Parquet or CSV, followed by ``<out>.manifest.json`` (run, options, counts, the data file's
+SHA-256, the run's newest audit).
 
 Formats use sentence-transformers' names: its dataset formats
 (https://sbert.net/docs/sentence_transformer/training_overview.html#dataset-format) and the
@@ -26,7 +27,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -422,8 +423,10 @@ def export_run(
     return ExportResult(path, manifest_path, len(rows.frame), rows.queries, counts)
 
 
-def planned_negatives(store: Store, run_id: int, num_negatives: int | None = None) -> pd.DataFrame:
-    """The (query_id, doc_id, idx) negatives a default export of the run would write now.
+def planned_negatives(store: Store, run_id: int, num_negatives: int | None = None,
+                      query_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """The (query_id, doc_id, idx) negatives a default export of the run would write now (of
+    ``query_ids`` only, when given).
 
     Decisions apply, as in an export; the review queue puts these pairs first. Chosen in SQL
     (``Store.export_negatives``, the rule an export applies), so it stays fast on runs of
@@ -432,5 +435,5 @@ def planned_negatives(store: Store, run_id: int, num_negatives: int | None = Non
     run = store.get_run(run_id)
     k = num_negatives or run.num_negatives
     short = run.short_queries if k <= run.num_negatives else None  # else every query refills
-    frame = store.export_negatives(run.run_id, run.dataset_id, k, short_queries=short)
+    frame = store.export_negatives(run.run_id, run.dataset_id, k, query_ids, short_queries=short)
     return frame[["query_id", "doc_id", "idx"]].astype({"idx": "int64"}).reset_index(drop=True)

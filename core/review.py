@@ -74,8 +74,13 @@ def review_queue(
         ``would_export`` (in a default export now), ``hard_set`` and ``priority`` added.
     """
     run = store.get_run(run_id)
-    pool = store.run_candidates(run.run_id)
-    planned = planned_negatives(store, run.run_id)
+    # Each query's order depends on its own candidates only, so a query filter reads just those.
+    queries = None if filters.query_ids is None else set(filters.query_ids)
+    if filters.query_id:
+        queries = {filters.query_id} & queries if queries is not None else {filters.query_id}
+    wanted = None if queries is None else sorted(queries)
+    pool = store.run_candidates(run.run_id, wanted)
+    planned = planned_negatives(store, run.run_id, query_ids=wanted)
     planned_pairs = pd.MultiIndex.from_frame(planned[["query_id", "doc_id"]])
     pool["would_export"] = pd.MultiIndex.from_frame(pool[["query_id", "doc_id"]]).isin(
         planned_pairs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -56,13 +56,19 @@ def _kinds(value: object) -> set[str]:
 
 def scoped_queue(store: Store, run_id: int, scope: ReviewScope) -> pd.DataFrame:
     """The run's review queue in core's order, narrowed to ``scope``; skipped pairs go last."""
-    queue = review_queue(store, run_id, scope.filters)
+    filters = scope.filters
+    if scope.pairs is not None:  # only the pairs' queries are read (a query's order is its own)
+        queries = {q for q, _ in scope.pairs}
+        if filters.query_ids is not None:
+            queries &= set(filters.query_ids)
+        filters = replace(filters, query_ids=tuple(sorted(queries)))
+    queue = review_queue(store, run_id, filters)
     if scope.reason_kind:
         queue = queue[queue["reasons"].map(lambda v: scope.reason_kind in _kinds(v))]
     keys = list(zip(queue["query_id"], queue["doc_id"]))
     if scope.pairs is not None:
         place = {pair: i for i, pair in enumerate(scope.pairs)}
-        queue = queue[[k in place for k in keys]]
+        queue = queue[np.array([k in place for k in keys], dtype=bool)]  # (a list [] = no column)
         if scope.in_given_order:
             order = [place[k] for k in zip(queue["query_id"], queue["doc_id"])]
             queue = queue.iloc[np.argsort(order, kind="stable")]

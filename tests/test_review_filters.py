@@ -49,3 +49,22 @@ def test_reason_kinds_filter_scored_runs(store, tmp_path):
     scope = ReviewScope(QueueFilters(unreviewed_only=False),
                         reason_kind="near-duplicate of the positive")
     assert len(scoped_queue(store, mined.run_id, scope)) == 2
+
+
+def test_pairs_and_query_filters_read_only_their_queries_and_keep_the_order(store, tmp_path):
+    """A map selection or an audit reads its pairs' queries only; the rows and their order are
+    those of the whole queue narrowed afterwards."""
+    mined = synthetic_workspace(store, tmp_path / "tiny")
+    full = review_queue(store, mined.run_id, QueueFilters(unreviewed_only=False))
+    keys = list(zip(full["query_id"], full["doc_id"]))
+    chosen = tuple(k for k in keys if k[0] in ("q1", "q3"))[:5]
+    narrowed = scoped_queue(store, mined.run_id, ReviewScope(
+        QueueFilters(unreviewed_only=False), pairs=chosen))
+    expected = full[[k in set(chosen) for k in keys]]
+    pd.testing.assert_frame_equal(narrowed.reset_index(drop=True),
+                                  expected.reset_index(drop=True))
+    one = review_queue(store, mined.run_id, QueueFilters(unreviewed_only=False, query_id="q3"))
+    pd.testing.assert_frame_equal(one, full[full["query_id"].eq("q3")].reset_index(drop=True))
+    assert scoped_queue(store, mined.run_id, ReviewScope(pairs=())).empty
+    clash = ReviewScope(QueueFilters(query_ids=("q2",)), pairs=chosen)
+    assert scoped_queue(store, mined.run_id, clash).empty

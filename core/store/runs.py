@@ -194,11 +194,20 @@ class RunsMixin:
         for key in [k for k in _done_runs if k[0] == self._key]:
             _done_runs.pop(key, None)
 
-    def run_candidates(self, run_id: int) -> pd.DataFrame:
-        """Return a run's candidate pool with hashes, each pair's latest decision and suspicion.
+    def run_candidates(self, run_id: int, query_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """Return a run's candidate pool with hashes, each pair's latest decision and suspicion;
+        only these queries' candidates when ``query_ids`` is given.
 
         ``reasons`` (JSON list) and ``signals`` (JSON object) are NULL until the run is scored.
         """
+        scope, params = "", [run_id]
+        if query_ids is not None:
+            wanted = sorted(set(query_ids))
+            # The id range is redundant but lets DuckDB skip row groups (pools are stored query by
+            # query), so a few queries' rows are read, not the whole pool.
+            scope = (" AND c.qh IN (SELECT hash(unnest(?::VARCHAR[])))"
+                     " AND c.query_id BETWEEN ? AND ?") if wanted else " AND false"
+            params += [wanted, wanted[0], wanted[-1]] if wanted else []
         return self._cursor().execute(
             """
             SELECT c.query_id, c.doc_id, c.rank, c.score, c.pos_score, c.lexical_score, c.source,
@@ -212,10 +221,10 @@ class RunsMixin:
             LEFT JOIN latest_decisions l ON l.query_hash = q.text_hash AND l.doc_hash = d.text_hash
             LEFT JOIN suspicion s ON s.run_id = c.run_id AND s.query_id = c.query_id
                 AND s.doc_id = c.doc_id
-            WHERE c.run_id = ?
+            WHERE c.run_id = ?""" + scope + """
             ORDER BY c.query_id, c.rank NULLS LAST, c.score DESC
             """,
-            [run_id],
+            params,
         ).df()
 
     def put_suspicion(self, run_id: int, frame: pd.DataFrame | pa.Table, scorer: str,
