@@ -8,6 +8,7 @@ from dataclasses import replace
 import streamlit as st
 
 from core.annotation import agreement, current_progress
+from core.audit import audit_report
 from core.clusters import default_cluster_count
 from core.errors import WorkbenchError
 from core.false_negatives.suspicion import weights_rows
@@ -179,6 +180,18 @@ def _buttons(card) -> None:
                     icon=":material/undo:", width="stretch")
 
 
+def _audit_progress(audit_id: int | None) -> None:
+    """The audit being walked: how far it is, and the estimate so far."""
+    if audit_id is None:
+        return
+    report = audit_report(store, audit_id)
+    done = report.decided + report.unsure
+    estimate = ("no estimate yet" if report.fn_rate is None else
+                f"false-negative rate so far {report.fn_rate:.1%} (95 % interval "
+                f"{report.low:.1%} to {report.high:.1%})")
+    st.caption(f"Audit {audit_id}: {done:,} of {report.audit.size:,} decided; {estimate}.")
+
+
 @st.fragment
 def review_card_fragment(scope: ReviewScope) -> None:
     """The card: a decision reruns only this fragment."""
@@ -187,6 +200,8 @@ def review_card_fragment(scope: ReviewScope) -> None:
         kind, text = message
         {"success": st.success, "error": st.error, "info": st.info}[kind](common.literal(text))
     _progress()
+    if scope.in_given_order:
+        _audit_progress(st.session_state.get("review_focus_audit"))
     scope = replace(scope, skipped=frozenset(st.session_state["review_skipped"]))
     # The queue's head is read a few dozen rows at a time and kept in the session (see
     # core.review_prefetch): a decision usually reads only its own query's rows again.

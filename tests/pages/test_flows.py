@@ -221,6 +221,8 @@ def test_export_audit_draws_a_sample_reviews_it_in_order_and_estimates(data_dir)
     at.button(key="review_hard_negative").click().run()
     at.button(key="review_hard_negative").click().run()
     assert not at.exception and not _messages(at)
+    assert any(c.value.startswith(f"Audit {audit.audit_id}: 3 of 6 decided; false-negative "
+                                  "rate so far 33.3%") for c in at.caption)
     decided = {(d.query_id, d.doc_id): d.label for d in store.latest_decisions()}
     assert [decided.get(p) for p in pairs[:3]] == [
         "false_negative", "hard_negative", "hard_negative"]
