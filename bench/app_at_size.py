@@ -44,10 +44,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from results import report  # noqa: E402  (bench/, the script's own folder)
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (the tests' launch)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 STEP_MS = int(os.environ.get("APP_BENCH_STEP_MS", "600000"))
 # The app is busy while Streamlit's status widget shows or an element is still marked stale.
 _BUSY_JS = ("() => !!document.querySelector(\"[data-testid='stStatusWidget']\") || "
@@ -237,7 +235,7 @@ def main() -> None:
     url, server = start_server(args.workspace, log)
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
             page.set_default_timeout(STEP_MS)
             try:
