@@ -3,10 +3,10 @@ pairs' queries against reading the whole pool (bench/RESULTS.md, "Auditing an ex
 
 Builds (or reuses) a workspace with ``--queries`` synthetic queries and a finished run of
 ``--depth`` random candidates each (tests/workloads.py, no model), draws an audit of ``--size``
-pairs, and times side by side, ``--repeats`` times each: the default queue head (answered in
-SQL), the audit's queue head as the page reads it now (``queue_head``: its pairs' queries only),
-and the same queue read the way it was before (the whole pool's queue, then the pairs picked);
-both must give the same rows.
+pairs, and times side by side (median of ``--repeats`` after one untimed call): the default
+queue head (answered in SQL), the audit's queue head as the page reads it now (``queue_head``:
+its pairs' queries only), and the same queue read the way it was before (the whole pool's
+queue, then the pairs picked); both must give the same rows.
 
     .venv/bin/python bench/review_scope_at_size.py --workspace data/workspaces/bench/scope-2m.duckdb
 """
@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,20 +25,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.results import report  # noqa: E402
+from bench.scale import timed_median  # noqa: E402
 from core.audit import audit_pairs, draw_audit  # noqa: E402
 from core.review import review_queue  # noqa: E402
 from core.review_filters import ReviewScope, queue_head  # noqa: E402
 from core.store import Store  # noqa: E402
 from tests.workloads import build_workspace  # noqa: E402
-
-
-def _timed(repeats: int, call) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def main() -> None:
@@ -60,8 +50,10 @@ def main() -> None:
     audit = draw_audit(store, run.run_id, args.size, seed=1)
     pairs = tuple(audit_pairs(store, audit.audit_id))
     scope = ReviewScope(pairs=pairs, in_given_order=True)
-    default_s, _ = _timed(args.repeats, lambda: queue_head(store, run.run_id, ReviewScope()))
-    scoped_s, head = _timed(args.repeats, lambda: queue_head(store, run.run_id, scope, 1000))
+    default_s, _ = timed_median(lambda: queue_head(store, run.run_id, ReviewScope()),
+                                args.repeats)
+    scoped_s, head = timed_median(lambda: queue_head(store, run.run_id, scope, 1000),
+                                  args.repeats)
 
     def whole_pool():
         queue = review_queue(store, run.run_id)
@@ -71,7 +63,7 @@ def main() -> None:
         return picked.iloc[np.argsort([place[k] for k in zip(picked["query_id"],
                                                               picked["doc_id"])])]
 
-    whole_s, old = _timed(args.repeats, whole_pool)
+    whole_s, old = timed_median(whole_pool, args.repeats)
     same = list(zip(head.rows["query_id"], head.rows["doc_id"])) == list(
         zip(old["query_id"], old["doc_id"]))
     report({"candidates": store.count_candidates(run.run_id), "audit_size": len(pairs),
