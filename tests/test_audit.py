@@ -151,3 +151,19 @@ def test_an_export_manifest_records_the_newest_audit(store, tmp_path):
     assert recorded["estimated_fn_rate"] == 0.0 and recorded["confidence"] == 0.95
     low, high = recorded["interval"]
     assert low == 0.0 < high < 1.0
+
+
+def test_the_overview_shows_each_runs_newest_audit(store, tmp_path):
+    from core.overview import workspace_summary
+
+    mined = synthetic_workspace(store, tmp_path / "tiny", k=2)
+    column = "audited false negatives"
+    assert workspace_summary(store.path).runs[column].tolist() == [""]
+    draw_audit(store, mined.run_id, size=3, seed=1)
+    assert workspace_summary(store.path).runs[column].tolist() == [
+        "no estimate yet (0 of 3 decided)"]
+    newest = draw_audit(store, mined.run_id, size=2, seed=2)
+    for query_id, doc_id in audit_pairs(store, newest.audit_id):
+        decide(store, mined.run_id, query_id, doc_id, "hard_negative", "ann")
+    shown = workspace_summary(store.path).runs[column].iloc[0]
+    assert shown.startswith("0.0% (0.0%-") and shown.endswith(", 2 decided)")
