@@ -2,7 +2,8 @@
 
 Mines top_k in a fresh workspace as ``core.bench`` does, lets the simulated annotator decide N
 candidates in review-queue order, then scores the held-out top-50 candidates with each model
-variant in memory (no store writes), so variants compare on the same decisions and candidates.
+variant in memory (no store writes), so variants compare on the same decisions and candidates
+(held-out candidates are undecided, so in-sample fits score them as the landed model does).
 Also the ceiling: the monotone model fit on every label of half the queries, scored on the rest.
 ``--audit A``: the last A of the N decisions are an audit of the run's export instead
 (``core.audit.draw_audit``, seed 0, answered from the full qrels): a random sample of what the
@@ -63,6 +64,9 @@ def _variants(x, names, cold, queries, labels) -> dict[str, np.ndarray]:
     with_rate = np.column_stack([x, query_share(queries, labels)])
     offset = np.log(np.clip(cold, 1e-3, 1 - 1e-3) / np.clip(1 - cold, 1e-3, 1))
     shifted = offset + query_effect(queries, labels, offset)
+    landed = learned_suspicion(x, names, cold, queries, labels)
+    print(f"  cross-validated ROC-AUC on the decisions {landed.cv_auc:.3f}; corrections "
+          f"applied: {landed.corrections}")
     return {
         "monotone (session 2)": MonotoneLogistic().fit(x[decided], y).predict_proba(x),
         "+ query share": MonotoneLogistic().fit(with_rate[decided], y).predict_proba(with_rate),
@@ -71,8 +75,9 @@ def _variants(x, names, cold, queries, labels) -> dict[str, np.ndarray]:
         "anchored + query share (session 4)": MonotoneLogistic().fit(
             with_rate[decided], y, offset[decided]).predict_proba(with_rate, offset),
         "cold + query effect only": 1.0 / (1.0 + np.exp(-shifted)),
-        "anchored + query effect (landed)": learned_suspicion(x, names, cold, queries,
-                                                              labels).probability,
+        "anchored + query effect, always (session 5)": MonotoneLogistic().fit(
+            x[decided], y, shifted[decided]).predict_proba(x, shifted),
+        "corrections only when CV beats chance (landed)": landed.probability,
     }
 
 
@@ -106,12 +111,12 @@ def main() -> None:
     print(f"{args.beir.name}: {args.decisions} decisions ({args.audit} of them an audit) "
           f"({int(np.nansum(labels))} false negatives), {held.sum()} held-out candidates")
     for name, s in scores.items():
-        print(f"  {name:<40}{roc_auc_score(truth[held], s[held]):.3f}")
+        print(f"  {name:<50}{roc_auc_score(truth[held], s[held]):.3f}")
     rng = np.random.default_rng(0)
     unique = np.unique(queries)
     half = np.isin(queries, rng.choice(unique, len(unique) // 2, replace=False))
     ceiling = MonotoneLogistic().fit(x[half & top], truth[half & top].astype(float))
-    print(f"  {'ceiling (all labels, half the queries)':<40}"
+    print(f"  {'ceiling (all labels, half the queries)':<50}"
           f"{roc_auc_score(truth[~half & top], ceiling.predict_proba(x[~half & top])):.3f}")
 
 

@@ -174,7 +174,8 @@ def _learning_row(config: BenchConfig, ws: _Workspaces, relevant: set) -> dict:
         held_out[["query_id", "doc_id"]], on=["query_id", "doc_id"])
     return {"kind": "suspicion", "method": "learned", "decisions": config.learn_decisions,
             "false_negatives": report.false_negatives, "hard_negatives": report.hard_negatives,
-            "cv_roc_auc": report.cv_auc, "roc_auc": suspicion_auc(held_out, relevant),
+            "cv_roc_auc": report.cv_auc, "corrections": report.corrections,
+            "roc_auc": suspicion_auc(held_out, relevant),
             "cold_roc_auc_same_candidates": suspicion_auc(cold_pool, relevant)}
 
 

@@ -225,6 +225,9 @@ def cmd_learn(args: argparse.Namespace) -> int:
     print(f"run {report.run_id}: learned from {report.false_negatives} false-negative and "
           f"{report.hard_negatives} hard-negative decisions; cross-validated ROC-AUC "
           f"{report.cv_auc:.3f}; re-scored {report.rescored} candidates")
+    if not report.corrections:
+        print("the signals' corrections did not beat chance in cross-validation, so the cold "
+              "suspicion keeps its weighting, shifted by what each query's decisions taught")
     return 0
 
 

@@ -6,7 +6,9 @@ import numpy as np
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from core.false_negatives.learning import QUERY_EFFECT, learned_suspicion, query_effect
+from core.false_negatives.learning import (
+    QUERY_EFFECT, beats_chance, learned_suspicion, query_effect,
+)
 
 
 def _percentile_within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -69,7 +71,7 @@ def test_learning_from_queue_order_decisions_beats_cold_on_held_out_candidates()
     cold_auc = roc_auc_score(truth[held], cold[held])
     learned_auc = roc_auc_score(truth[held], scores.probability[held])
     assert learned_auc > cold_auc + 0.05
-    assert scores.features == ["signal_query_pct", QUERY_EFFECT]
+    assert scores.corrections and scores.features == ["signal_query_pct", QUERY_EFFECT]
     assert 0.0 <= scores.cv_auc <= 1.0
     assert np.all((scores.probability > 0) & (scores.probability < 1))
 
@@ -92,3 +94,29 @@ def test_decisions_that_teach_nothing_keep_the_cold_order():
     held = np.isnan(labels)
     assert spearmanr(scores.probability[held], cold[held]).statistic > 0.999
 
+
+
+def test_corrections_apply_only_when_cross_validation_beats_chance():
+    """Decisions whose labels are noise show no skill in cross-validation: the signals keep their
+    cold weighting and only each query's effect is learned (out of fold for decided pairs)."""
+    assert beats_chance(0.70, 143, 57) and not beats_chance(0.51, 89, 111)
+    assert not beats_chance(0.60, 10, 10) and beats_chance(0.60, 1000, 1000)
+    assert not beats_chance(0.9, 0, 10) and not beats_chance(float("nan"), 5, 5)
+    rng = np.random.default_rng(3)
+    n = 400
+    queries = np.repeat([f"q{i}" for i in range(8)], n // 8)
+    cold = rng.random(n)
+    signals = rng.random((n, 2))
+    labels = np.full(n, np.nan)
+    decided = _queue_slice(cold, 120)
+    labels[decided] = rng.integers(0, 2, len(decided)).astype(float)
+
+    scores = learned_suspicion(signals, ["a", "b"], cold, queries, labels)
+
+    assert not scores.corrections and scores.features == [QUERY_EFFECT]
+    assert scores.cv_auc < 0.65
+    offset = np.log(np.clip(cold, 1e-3, 1 - 1e-3) / np.clip(1 - cold, 1e-3, 1))
+    shifted = offset + query_effect(queries, labels, offset)
+    held = np.isnan(labels)
+    np.testing.assert_allclose(scores.probability[held], 1 / (1 + np.exp(-shifted[held])))
+    assert np.abs(scores.probability[~held] - 1 / (1 + np.exp(-shifted[~held]))).max() > 1e-6
