@@ -81,7 +81,7 @@ def _audit() -> None:
                "decisions applied) and decide it on the Review page in the sample's order: the "
                "decisions estimate the whole export's false-negative rate, with an interval. "
                "Stopping early still estimates fairly; the interval is then wider.")
-    cols = st.columns([1, 1, 1])
+    cols = st.columns([1, 1, 1], vertical_alignment="bottom")
     size = cols[0].number_input("Sample size", min_value=1, value=DEFAULT_AUDIT_SIZE, step=10,
                                 key="audit_size")
     if cols[1].button("Draw a sample", key="audit_draw", icon=":material/casino:"):

@@ -242,6 +242,7 @@ def test_load_mine_review_export_in_chromium(server):
             page.locator(".st-key-audit_draw button").click()
             page.get_by_text("Drew audit").wait_for()
             _settle(page)
+            _shot(page, "export-audit")
             page.locator(".st-key-audit_review button").click()
             page.get_by_text("pairs of audit").wait_for()
             _settle(page)
