@@ -74,18 +74,20 @@ def _write(options: ExportOptions, suffix: str) -> None:
                                          "rows": result.rows, "queries": result.queries}
 
 
-def _audit() -> None:
+def _audit(options: ExportOptions) -> None:
     """Draw a random sample of the exported negatives, send it to review, show the estimate."""
     st.subheader("Audit: how many false negatives does the export hold?")
-    st.caption("Draw a random sample of the negatives a default export takes (the run's k, "
-               "decisions applied) and decide it on the Review page in the sample's order: the "
+    k = options.num_negatives or run.num_negatives
+    st.caption(f"Draw a random sample of the negatives an export of {k} per query takes "
+               "(decisions applied) and decide it on the Review page in the sample's order: the "
                "decisions estimate the whole export's false-negative rate, with an interval. "
                "Stopping early still estimates fairly; the interval is then wider.")
     cols = st.columns([1, 1, 1], vertical_alignment="bottom")
     size = cols[0].number_input("Sample size", min_value=1, value=DEFAULT_AUDIT_SIZE, step=10,
                                 key="audit_size")
     if cols[1].button("Draw a sample", key="audit_draw", icon=":material/casino:"):
-        drawn = draw_audit(store, run.run_id, int(size), created_by=common.annotator() or None)
+        drawn = draw_audit(store, run.run_id, int(size), created_by=common.annotator() or None,
+                           num_negatives=k)
         st.session_state["audit_message"] = (f"Drew audit {drawn.audit_id}: {drawn.size:,} of "
                                              f"{drawn.exported:,} exported negatives.")
     audits = store.list_audits(run.run_id)
@@ -94,8 +96,9 @@ def _audit() -> None:
     message = st.session_state.pop("audit_message", None)
     if message:
         st.success(message, icon=":material/check:")
+    by_id = {a.audit_id: a for a in audits}
     choice = cols[2].selectbox("Audit", [a.audit_id for a in audits], key="audit_pick",
-                               format_func=lambda i: f"audit {i}")
+                               format_func=lambda i: f"audit {i} (k = {by_id[i].num_negatives})")
     report = audit_report(store, int(choice))
     metrics = st.columns(3)
     metrics[0].metric("Estimated false-negative rate",
@@ -131,6 +134,6 @@ try:
         with st.expander("Manifest"):
             st.json(json.loads(Path(written["manifest"]).read_text(encoding="utf-8")),
                     expanded=False)
-    _audit()
+    _audit(options)
 except WorkbenchError as err:
     common.error(err)

@@ -2,12 +2,13 @@
 
 The suspicion and the review queue find false negatives where they are likely; they cannot say
 how many an export still holds. An audit can: it draws a seeded uniform sample of the negatives
-a default export of the run takes now, in a random order, and annotators decide it like any
-other pair (the Review page walks it in that order). The share of false negatives among the
-decided pairs estimates the export's false-negative rate, with a Wilson score interval
-(finite-population corrected: a sample of the whole export is exact). Because the order is
-random, any prefix of it is itself a uniform sample, so an audit stopped halfway still
-estimates without bias, as long as pairs are not skipped for being hard to call.
+an export of the run takes now (decisions applied; the run's k or another), in a random order,
+and annotators decide it like any other pair (the Review page walks it in that order). The
+share of false negatives among the decided pairs estimates the export's false-negative rate,
+with a Wilson score interval (finite-population corrected: a sample of the whole export is
+exact). Because the order is random, any prefix of it is itself a uniform sample, so an audit
+stopped halfway still estimates without bias, as long as pairs are not skipped for being hard
+to call.
 
 Pairs decided "unsure" count neither way; the report also gives the rate were they all false
 negatives. Decisions apply wherever the same texts are, so pairs decided before the audit count
@@ -32,19 +33,28 @@ CONFIDENCE = 0.95
 
 
 def draw_audit(store: Store, run_id: int | None = None, size: int = DEFAULT_AUDIT_SIZE,
-               seed: int | None = None, created_by: str | None = None) -> AuditInfo:
+               seed: int | None = None, created_by: str | None = None,
+               num_negatives: int | None = None) -> AuditInfo:
     """Draw ``size`` of the run's exported negatives at random (all of them when fewer) and
     store them, in review order, as a new audit.
 
+    Args:
+        num_negatives: negatives per query of the export to audit (default: the run's k).
+
     Raises:
-        WorkbenchError: the run is not finished, exports no negatives, or ``size`` < 1.
+        WorkbenchError: the run is not finished, exports no negatives, ``size`` < 1 or
+            ``num_negatives`` < 1.
     """
     if size < 1:
         raise WorkbenchError(f"an audit needs at least one pair, got size {size}")
+    if num_negatives is not None and num_negatives < 1:
+        raise WorkbenchError(f"an audited export needs at least one negative per query, got "
+                             f"{num_negatives}")
     run = store.get_run(run_id)
     if run.status != "done":
         raise WorkbenchError(f"run {run.run_id} is {run.status}; audit a finished run")
-    planned = planned_negatives(store, run.run_id)
+    k = num_negatives or run.num_negatives
+    planned = planned_negatives(store, run.run_id, k)
     if planned.empty:
         raise WorkbenchError(f"run {run.run_id} exports no negatives: there is nothing to audit")
     # Sorted first, so a seed draws the same pairs whatever order the export query returns.
@@ -53,7 +63,7 @@ def draw_audit(store: Store, run_id: int | None = None, size: int = DEFAULT_AUDI
     rng = np.random.default_rng(seed)
     order = rng.choice(len(planned), size=min(size, len(planned)), replace=False)
     pairs = planned.iloc[order][["query_id", "doc_id"]]
-    audit_id = store.create_audit(run.run_id, pairs, seed, len(planned),
+    audit_id = store.create_audit(run.run_id, k, pairs, seed, len(planned),
                                   int(planned["query_id"].nunique()), created_by)
     return store.get_audit(audit_id)
 
@@ -121,7 +131,8 @@ class AuditReport:
         """The report in readable sentences."""
         a = self.audit
         lines = [f"audit {a.audit_id} of run {a.run_id}: {a.size:,} of the {a.exported:,} "
-                 f"negatives an export took ({a.exported_queries:,} queries), seed {a.seed}; "
+                 f"negatives an export of {a.num_negatives} per query took "
+                 f"({a.exported_queries:,} queries), seed {a.seed}; "
                  f"{self.decided:,} decided ({self.hard_negatives:,} hard negatives, "
                  f"{self.false_negatives:,} false negatives), {self.unsure:,} unsure, "
                  f"{self.undecided:,} to go"]
@@ -187,11 +198,12 @@ def latest_audit_summary(store: Store, run_id: int) -> dict | None:
     interval = None if report.fn_rate is None else [round(report.low, 4), round(report.high, 4)]
     return {
         "audit_id": a.audit_id, "drawn_at": a.created_at.isoformat(timespec="seconds"),
-        "seed": a.seed, "sample_size": a.size, "exported_when_drawn": a.exported,
+        "num_negatives": a.num_negatives, "seed": a.seed, "sample_size": a.size,
+        "exported_when_drawn": a.exported,
         "decided": report.decided, "false_negatives": report.false_negatives,
         "unsure": report.unsure, "undecided": report.undecided,
         "estimated_fn_rate": None if report.fn_rate is None else round(report.fn_rate, 4),
         "interval": interval, "confidence": CONFIDENCE,
-        "estimates": "the false-negative rate of the run's default export (its k, decisions "
-                     "applied) as it was when the sample was drawn",
+        "estimates": "the false-negative rate of the run's export with num_negatives per query "
+                     "(decisions applied) as it was when the sample was drawn",
     }

@@ -266,10 +266,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     store = Store(args.workspace)
     if args.action == "draw":
-        audit = draw_audit(store, args.run, args.size, args.seed, args.annotator)
+        audit = draw_audit(store, args.run, args.size, args.seed, args.annotator,
+                           args.num_negatives)
         print(f"audit {audit.audit_id} of run {audit.run_id}: drew {audit.size:,} of the "
-              f"{audit.exported:,} exported negatives (seed {audit.seed}); decide them in this "
-              "order (the app's Export page sends them to Review), then run `audit report`")
+              f"{audit.exported:,} negatives an export of {audit.num_negatives} per query takes "
+              f"(seed {audit.seed}); decide them in this order (the app's Export page sends "
+              "them to Review), then run `audit report`")
         pairs = store.audit_outcomes(audit.audit_id)
     else:
         report = audit_report(store, args.audit, args.run)
@@ -453,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", type=int, help="run to audit (default: the newest finished run)")
     p.add_argument("--size", type=int, default=100, help="pairs to draw (100)")
     p.add_argument("--seed", type=int, help="seed of the draw (default: random, printed)")
+    p.add_argument("--num-negatives", type=int,
+                   help="negatives per query of the export to audit (default: the run's k)")
     p.add_argument("--annotator", help="who drew it (recorded with the audit)")
     p.set_defaults(handler=cmd_audit)
     p = actions.add_parser("report", help="the estimate from the audit's decisions so far")

@@ -38,6 +38,19 @@ def test_a_draw_is_a_seeded_sample_of_the_exported_negatives(store, tmp_path):
     assert census.size == len(exported) and set(audit_pairs(store, census.audit_id)) == exported
     assert [a.audit_id for a in store.list_audits(mined.run_id)][0] == census.audit_id
     assert store.get_audit(run_id=mined.run_id).audit_id == census.audit_id
+    assert census.num_negatives == 2
+
+
+def test_an_audit_samples_the_export_of_the_k_asked_for(store, tmp_path):
+    mined = synthetic_workspace(store, tmp_path / "tiny", k=2)
+    deeper = planned_negatives(store, mined.run_id, 3)
+    audit = draw_audit(store, mined.run_id, size=1000, seed=1, num_negatives=3)
+    assert (audit.num_negatives, audit.exported) == (3, len(deeper)) and len(deeper) > 8
+    assert set(audit_pairs(store, audit.audit_id)) == set(zip(deeper["query_id"],
+                                                              deeper["doc_id"]))
+    assert "an export of 3 per query" in audit_report(store, audit.audit_id).text()
+    with pytest.raises(WorkbenchError, match="at least one negative per query"):
+        draw_audit(store, mined.run_id, size=5, num_negatives=0)
 
 
 def test_draw_refuses_bad_requests(store, tmp_path):
@@ -117,7 +130,7 @@ def test_cli_draws_and_reports(store, tmp_path, capsys):
     assert main(["audit", "draw", "--workspace", path, "--size", "3", "--seed", "4",
                  "--annotator", "ann"]) == 0
     out = capsys.readouterr().out
-    assert "drew 3 of the 8 exported negatives (seed 4)" in out
+    assert "drew 3 of the 8 negatives an export of 2 per query takes (seed 4)" in out
     lines = [line.split("\t") for line in out.splitlines() if line[:1].isdigit()]
     assert [line[0] for line in lines] == ["1", "2", "3"]
     decide(store, mined.run_id, lines[0][1], lines[0][2], "false_negative", "ann")
@@ -130,6 +143,8 @@ def test_cli_draws_and_reports(store, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "error: there is no audit 42"
     assert main(["audit", "draw", "--workspace", path, "--size", "0"]) == 1
     assert "at least one pair" in capsys.readouterr().err
+    assert main(["audit", "draw", "--workspace", path, "--num-negatives", "3", "--size", "1"]) == 0
+    assert "an export of 3 per query takes" in capsys.readouterr().out
 
 
 def test_an_export_manifest_records_the_newest_audit(store, tmp_path):
@@ -145,8 +160,8 @@ def test_an_export_manifest_records_the_newest_audit(store, tmp_path):
     decide(store, mined.run_id, query_id, doc_id, "hard_negative", "ann")
     second = export_run(store, mined.run_id, tmp_path / "b.jsonl", ExportOptions(format="triplet"))
     recorded = json.loads(second.manifest_path.read_text())["audit"]
-    assert (recorded["audit_id"], recorded["sample_size"], recorded["exported_when_drawn"]) == (
-        audit.audit_id, 4, 8)
+    assert (recorded["audit_id"], recorded["sample_size"], recorded["exported_when_drawn"],
+            recorded["num_negatives"]) == (audit.audit_id, 4, 8, 2)
     assert (recorded["decided"], recorded["false_negatives"], recorded["undecided"]) == (1, 0, 3)
     assert recorded["estimated_fn_rate"] == 0.0 and recorded["confidence"] == 0.95
     low, high = recorded["interval"]

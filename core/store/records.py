@@ -137,10 +137,12 @@ _CANDIDATE_COLUMNS = (
 @dataclass(frozen=True)
 class AuditInfo:
     """A seeded sample of a run's exported negatives (``core.audit``): ``size`` pairs drawn from
-    the ``exported`` negatives of ``exported_queries`` queries an export took when it was drawn."""
+    the ``exported`` negatives of ``exported_queries`` queries an export of ``num_negatives`` per
+    query took when it was drawn."""
 
     audit_id: int
     run_id: int
+    num_negatives: int
     seed: int
     size: int
     exported: int

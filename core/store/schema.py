@@ -138,9 +138,9 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE SEQUENCE audit_seq START 1;
     CREATE TABLE audits (
-        audit_id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, seed BIGINT NOT NULL,
-        size INTEGER NOT NULL, exported INTEGER NOT NULL, exported_queries INTEGER NOT NULL,
-        created_by VARCHAR, created_at TIMESTAMP NOT NULL
+        audit_id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, num_negatives INTEGER NOT NULL,
+        seed BIGINT NOT NULL, size INTEGER NOT NULL, exported INTEGER NOT NULL,
+        exported_queries INTEGER NOT NULL, created_by VARCHAR, created_at TIMESTAMP NOT NULL
     );
     CREATE TABLE audit_pairs (
         audit_id INTEGER NOT NULL, position INTEGER NOT NULL, query_id VARCHAR NOT NULL,
