@@ -182,3 +182,14 @@ def test_the_overview_shows_each_runs_newest_audit(store, tmp_path):
         decide(store, mined.run_id, query_id, doc_id, "hard_negative", "ann")
     shown = workspace_summary(store.path).runs[column].iloc[0]
     assert shown.startswith("0.0% (0.0%-") and shown.endswith(", 2 decided)")
+
+
+def test_a_pair_outside_the_dataset_stores_no_audit(store, tmp_path):
+    import pandas as pd
+
+    mined = synthetic_workspace(store, tmp_path / "tiny", k=2)
+    pairs = pd.DataFrame({"query_id": ["q1", "q1"], "doc_id": ["d2", "no-such-doc"]})
+    with pytest.raises(WorkbenchError, match="1 of the audit's pairs are not queries and "
+                                             "documents of its dataset"):
+        store.create_audit(mined.run_id, 2, pairs, 1, 8, 4)
+    assert store.list_audits() == []
