@@ -11,6 +11,7 @@ from core.annotation import agreement, current_progress
 from core.audit import audit_report
 from core.clusters import default_cluster_count
 from core.errors import WorkbenchError
+from core.false_negatives.learning import MIN_PER_LABEL, learn_from_decisions
 from core.false_negatives.suspicion import weights_rows
 from core.highlight import shared_terms, text_block
 from core.projection import embedding_version
@@ -238,9 +239,28 @@ def _weights() -> None:
         st.dataframe(weights_rows(report), hide_index=True, key="review_weights")
 
 
+def _learn() -> None:
+    """Fit the suspicion to the run's decisions from the page, as ``python -m core learn``."""
+    with st.expander("Learn from decisions"):
+        st.caption(f"Fit the suspicion to this run's decisions (at least {MIN_PER_LABEL} false "
+                   f"negatives and {MIN_PER_LABEL} hard negatives) and re-score every candidate; "
+                   "the queue then follows the learned suspicion. The signals' corrections "
+                   "apply only when cross-validation on the decisions beats chance.")
+        if st.button("Learn and re-score", key="review_learn", icon=":material/model_training:"):
+            try:
+                st.session_state["review_learned"] = (
+                    run.run_id, learn_from_decisions(store, run.run_id).text())
+            except WorkbenchError as err:
+                common.error(err)
+        learned = st.session_state.get("review_learned")
+        if learned and learned[0] == run.run_id:
+            st.text(learned[1])
+
+
 try:
     review_card_fragment(_scope())
     _weights()
+    _learn()
     with st.expander("Agreement between annotators"):
         report = agreement(store)
         if report.pairs.empty:

@@ -221,13 +221,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     from core.false_negatives.learning import learn_from_decisions
     from core.store import Store
 
-    report = learn_from_decisions(Store(args.workspace), args.run, args.min_per_label)
-    print(f"run {report.run_id}: learned from {report.false_negatives} false-negative and "
-          f"{report.hard_negatives} hard-negative decisions; cross-validated ROC-AUC "
-          f"{report.cv_auc:.3f}; re-scored {report.rescored} candidates")
-    if not report.corrections:
-        print("the signals' corrections did not beat chance in cross-validation, so the cold "
-              "suspicion keeps its weighting, shifted by what each query's decisions taught")
+    print(learn_from_decisions(Store(args.workspace), args.run, args.min_per_label).text())
     return 0
 
 

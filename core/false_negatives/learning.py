@@ -44,6 +44,17 @@ class LearnReport:
     features: list[str]
     corrections: bool = True
 
+    def text(self) -> str:
+        """What learning did, in readable sentences (the CLI and the Review page show it)."""
+        lines = [f"run {self.run_id}: learned from {self.false_negatives} false-negative and "
+                 f"{self.hard_negatives} hard-negative decisions; cross-validated ROC-AUC "
+                 f"{self.cv_auc:.3f}; re-scored {self.rescored} candidates"]
+        if not self.corrections:
+            lines.append("the signals' corrections did not beat chance in cross-validation, so "
+                         "the cold suspicion keeps its weighting, shifted by what each query's "
+                         "decisions taught")
+        return "\n".join(lines)
+
 
 class MonotoneLogistic:
     """Logistic regression whose feature weights are >= 0 (L2-regularised, L-BFGS-B), optionally

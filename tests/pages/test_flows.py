@@ -230,3 +230,29 @@ def test_export_audit_draws_a_sample_reviews_it_in_order_and_estimates(data_dir)
     at.switch_page("app_pages/export.py").run()
     assert not at.exception
     assert at.metric[0].value == "33.3%" and at.metric[2].value == "3 / 6"
+
+
+def test_review_learns_from_decisions_and_rescores(data_dir):
+    """The Review page's Learn button: one error sentence with too few decisions; with enough,
+    the run is re-scored by the learned model and the page says what it did."""
+    workspace = data_dir / "workspaces" / "learn.duckdb"
+    run_id = seed_workspace(workspace, data_dir)
+    store = Store(workspace)
+    at = open_page(workspace, "review", annotator="dana")
+    at.button(key="review_learn").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "learning needs at least 20" in at.error[0].value
+    pool = store.run_candidates(run_id).drop_duplicates(["query_id", "doc_id"])
+    same_topic = [q.split("-")[1] == d.split("-")[0]
+                  for q, d in zip(pool["query_id"], pool["doc_id"])]
+    pairs = list(zip(pool["query_hash"], pool["doc_hash"]))
+    wrong = [p for p, relevant in zip(pairs, same_topic) if relevant]
+    right = [p for p, relevant in zip(pairs, same_topic) if not relevant][:30]
+    assert len(wrong) >= 20
+    for label, chosen in (("false_negative", wrong), ("hard_negative", right)):
+        for query_hash, doc_hash in chosen:
+            store.record_decision(query_hash, doc_hash, label, "dana")
+    at.button(key="review_learn").click().run()
+    assert not at.exception and not _messages(at)
+    assert any("learned from" in t.value for t in at.text)
+    assert (store.run_candidates(run_id)["scorer"] == "learned").all()
