@@ -261,7 +261,8 @@ def learn_from_decisions(store: Store, run_id: int | None = None,
             f"{'' if scores.corrections else '; per-query effects only'})")
     # A previous model's note (and its stale p) is replaced, not stacked under the new one.
     reasons = [json.dumps([f"{note}: p = {p:.2f}",
-                           *[t for t in json.loads(r or "[]") if not t.startswith(NOTE_PREFIX)]][:4])
+                           *[t for t in json.loads(r or "[]")
+                             if not t.startswith(NOTE_PREFIX)]][:4])
                for p, r in zip(scores.probability, pool["reasons"])]
     signals = [json.dumps({**json.loads(s), COLD_KEY: round(float(c), 5)})
                for s, c in zip(pool["signals"], cold)]
