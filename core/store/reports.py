@@ -93,21 +93,10 @@ class ReportsMixin:
         if mode not in self.EXPORT_MODES:
             raise ValueError(f"unknown export mode {mode!r}; expected one of {self.EXPORT_MODES}")
         cur = self._cursor()
-        wanted = None if query_ids is None else sorted(set(query_ids))
-        scope, scope_params = "", []
-        if wanted is not None and not wanted:
-            scope = " AND false"
-        elif wanted is not None and len(wanted) == 1:  # a point filter the scan can push down
-            scope = " AND qh = ? AND query_id BETWEEN ? AND ?"  # the id skips row groups
-            scope_params = [self._id_hash(cur, wanted[0]), wanted[0], wanted[0]]
-        elif wanted is not None:
-            # The id range is redundant but lets DuckDB skip row groups: pools are stored query
-            # by query, so a few queries' rows lie together (a preview reads them, not 10M rows).
-            scope = " AND qh IN (SELECT hash(unnest(?::VARCHAR[]))) AND query_id BETWEEN ? AND ?"
-            scope_params = [wanted, wanted[0], wanted[-1]]
+        scope, scope_params = self._query_scope(cur, query_ids)
         if mode != "decisions":
             short_queries = None  # the fast path is the default rule's
-        one = scope_params[0] if wanted is not None and len(wanted) == 1 else None
+        one = scope_params[0] if query_ids is not None and len(set(query_ids)) == 1 else None
         with self._decided_pairs(cur, dataset_id):
             return self._export_negatives(cur, run_id, dataset_id, k, scope, scope_params,
                                           short_queries, with_text, mode, one)

@@ -83,6 +83,27 @@ class ReviewMixin:
         """DuckDB's hash of an id (what candidates.qh and .dh hold)."""
         return int(cur.execute("SELECT hash(?::VARCHAR)", [value]).fetchall()[0][0])
 
+    def _query_scope(self, cur: duckdb.DuckDBPyConnection, query_ids: Sequence[str] | None,
+                     table: str = "") -> tuple[str, list]:
+        """An ``AND ...`` clause (positional parameters) keeping candidates of these queries only:
+        empty for None, false for none. ``table``: the candidates' alias with its dot ("c.").
+
+        The id range is redundant but lets DuckDB skip row groups: pools are stored query by
+        query, so a few queries' rows lie together (a preview reads them, not 10M rows); one
+        query is a point filter the scan can push down.
+        """
+        if query_ids is None:
+            return "", []
+        wanted = sorted(set(query_ids))
+        if not wanted:
+            return " AND false", []
+        between = f" AND {table}query_id BETWEEN ? AND ?"
+        if len(wanted) == 1:
+            return f" AND {table}qh = ?" + between, [self._id_hash(cur, wanted[0]), wanted[0],
+                                                     wanted[0]]
+        return (f" AND {table}qh IN (SELECT hash(unnest(?::VARCHAR[])))" + between,
+                [wanted, wanted[0], wanted[-1]])
+
     def review_next(self, run_id: int, dataset_id: int, k: int, limit: int = 1,
                     query_id: str | None = None, ranked_by_score: bool = True,
                     hard_only: bool = False) -> pd.DataFrame:

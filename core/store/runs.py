@@ -200,15 +200,9 @@ class RunsMixin:
 
         ``reasons`` (JSON list) and ``signals`` (JSON object) are NULL until the run is scored.
         """
-        scope, params = "", [run_id]
-        if query_ids is not None:
-            wanted = sorted(set(query_ids))
-            # The id range is redundant but lets DuckDB skip row groups (pools are stored query by
-            # query), so a few queries' rows are read, not the whole pool.
-            scope = (" AND c.qh IN (SELECT hash(unnest(?::VARCHAR[])))"
-                     " AND c.query_id BETWEEN ? AND ?") if wanted else " AND false"
-            params += [wanted, wanted[0], wanted[-1]] if wanted else []
-        return self._cursor().execute(
+        cur = self._cursor()
+        scope, params = self._query_scope(cur, query_ids, "c.")
+        return cur.execute(
             """
             SELECT c.query_id, c.doc_id, c.rank, c.score, c.pos_score, c.lexical_score, c.source,
                    c.eligible, c.selected, q.text_hash AS query_hash, d.text_hash AS doc_hash,
@@ -224,7 +218,7 @@ class RunsMixin:
             WHERE c.run_id = ?""" + scope + """
             ORDER BY c.query_id, c.rank NULLS LAST, c.score DESC
             """,
-            params,
+            [run_id, *params],
         ).df()
 
     def put_suspicion(self, run_id: int, frame: pd.DataFrame | pa.Table, scorer: str,
