@@ -56,6 +56,10 @@ class LearnReport:
         return "\n".join(lines)
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
 class MonotoneLogistic:
     """Logistic regression whose feature weights are >= 0 (L2-regularised, L-BFGS-B), optionally
     on top of a fixed offset (a prior log-odds per row, coefficient 1).
@@ -80,7 +84,7 @@ class MonotoneLogistic:
         base = np.zeros(n) if offset is None else offset
 
         def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-            p = 1.0 / (1.0 + np.exp(-(z @ w[:d] + w[d] + base)))
+            p = _sigmoid(z @ w[:d] + w[d] + base)
             eps = 1e-9
             value = -np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))
             value += self.l2 * float(w[:d] @ w[:d]) / n
@@ -97,7 +101,7 @@ class MonotoneLogistic:
         """Probability that each row is a false negative."""
         z = (x - self.mean_) / self.scale_
         base = 0.0 if offset is None else offset
-        return 1.0 / (1.0 + np.exp(-(z @ self.coef_ + self.intercept_ + base)))
+        return _sigmoid(z @ self.coef_ + self.intercept_ + base)
 
 
 def signal_matrix(pool: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
@@ -145,7 +149,7 @@ def query_effect(queries: np.ndarray, labels: np.ndarray, offset: np.ndarray,
     y = np.where(known, labels, 0.0)
     effect = np.zeros(len(uniques))
     for _ in range(QUERY_EFFECT_STEPS):
-        p = 1.0 / (1.0 + np.exp(-(offset + effect[codes])))
+        p = _sigmoid(offset + effect[codes])
         gradient = np.bincount(codes, np.where(known, y - p, 0.0), len(uniques))
         curvature = np.bincount(codes, np.where(known, p * (1 - p), 0.0), len(uniques))
         effect += (gradient - effect / prior_variance) / (curvature + 1.0 / prior_variance)
@@ -173,10 +177,6 @@ def beats_chance(auc: float, positives: int, negatives: int, z: float = SKILL_Z)
     variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc)
                 + (negatives - 1) * (q2 - auc * auc)) / (positives * negatives)
     return bool(auc - z * np.sqrt(max(variance, 0.0)) > 0.5)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
