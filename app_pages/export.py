@@ -59,10 +59,36 @@ def _preview(options: ExportOptions) -> None:
                    "the written file and its manifest cover every query.")
     else:
         st.subheader(f"Preview: {len(frame):,} rows")
+    _quality(frame.attrs.get("quality", {}))
     left, right = st.columns([5, 2])
     left.dataframe(frame.head(100), hide_index=True, key="export_preview")
     right.dataframe([{"count": k.replace("_", " "), "value": v} for k, v in counts.items()],
                     hide_index=True, key="export_counts")
+
+
+def _quality(quality: dict) -> None:
+    """How hard and how suspect the negatives are (``core.export.export_quality``)."""
+    if not quality.get("negatives"):
+        return
+    cols = st.columns(4)
+    cols[0].metric("Hardness", f"{quality['hardness']:.3f}",
+                   help="the negatives' mean score (query-negative cosine under the run's model)")
+    if quality["relative_hardness"] is not None:
+        cols[1].metric(f"Of the pool's hardest {quality['k']}",
+                       f"{quality['relative_hardness']:.0%}",
+                       help=f"hardness over the mean score of each query's {quality['k']} "
+                            f"highest-scoring candidates ({quality['pool_hardest']:.3f}): what "
+                            "plain top-k would export, false negatives and all")
+    if quality["mean_suspicion"] is not None:
+        cols[2].metric("Mean suspicion", f"{quality['mean_suspicion']:.2f}",
+                       help="how likely the negatives are unlabeled positives, on average")
+    cols[3].metric(f"Above suspicion {quality['flag_threshold']:.2f}",
+                   f"{quality['flagged']:,} of {quality['negatives']:,}",
+                   help="unreviewed negatives curated would hold back; the Review queue shows "
+                        "them first")
+    if quality["unscored"]:
+        st.caption(f"{quality['unscored']:,} negatives have no stored suspicion score "
+                   "(a run mined by an older version); mine the run again to score them.")
 
 
 def _write(options: ExportOptions, suffix: str) -> None:

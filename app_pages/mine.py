@@ -15,7 +15,7 @@ from core.false_negatives.teacher import TEACHER_KINDS
 from core.mine import DEFAULT_POOL_DEPTH, MineRequest, mine
 from core.mining import strategy_names
 from core.params_form import param_specs, strategy_presets, strategy_summary
-from core.runs import compare_runs, finished_runs, run_label, runs_frame
+from core.runs import compare_runs, exports_quality, finished_runs, run_label, runs_frame
 from app_pages import common
 
 PHASES = ("encode queries", "encode documents", "search", "mine")
@@ -188,4 +188,8 @@ right.plotly_chart(
                  color_discrete_sequence=["#1f77b4", "#d62728"],
                  title="Margins of the selected negatives (positive score - negative score)"),
     key="mine_compare_margins")
+st.caption("Their exports now (decisions applied, each run's k): how hard the negatives are, "
+           "as a share of the mean score of each query's hardest k candidates (what plain top-k "
+           "takes), and how suspect.")
+st.dataframe(exports_quality(store, [run_a, run_b]), hide_index=True, key="mine_compare_quality")
 st.dataframe(comparison.overlap, hide_index=True, key="mine_compare_overlap")

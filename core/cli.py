@@ -163,7 +163,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from core.export import ExportOptions, export_run
+    from core.export import ExportOptions, export_run, quality_text
     from core.store import Store
 
     store = Store(args.workspace)
@@ -177,6 +177,7 @@ def cmd_export(args: argparse.Namespace) -> int:
           f"(manifest {result.manifest_path})")
     for key, value in result.counts.items():
         print(f"  {key}: {value}")
+    print("  negatives: " + quality_text(result.quality))
     return 0
 
 

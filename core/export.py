@@ -2,8 +2,8 @@
 
 Negatives per query come from the run's candidate pool (``ExportOptions``; chosen in SQL by
 ``Store.export_negatives``), are laid out in one of the FORMATS and written atomically as JSONL,
-Parquet or CSV, followed by ``<out>.manifest.json`` (run, options, counts, the data file's
-SHA-256, the run's newest audit).
+Parquet or CSV, followed by ``<out>.manifest.json`` (run, options, counts, the negatives' quality,
+the data file's SHA-256, the run's newest audit).
 
 Formats use sentence-transformers' names: its dataset formats
 (https://sbert.net/docs/sentence_transformer/training_overview.html#dataset-format) and the
@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from core.errors import WorkbenchError
 from core.files import atomic_write
+from core.mining.curated import DEFAULT_MAX_SUSPICION
 from core.store import RunInfo, Store
 
 
@@ -67,13 +68,15 @@ class ExportOptions:
 @dataclass(frozen=True)
 class ExportResult:
     """A written export: ``queries`` counts the queries present in the file; ``counts`` says what
-    each rule kept or removed (see ``COUNT_KEYS``)."""
+    each rule kept or removed (see ``COUNT_KEYS``); ``quality`` how hard and how suspect its
+    negatives are (see ``export_quality``)."""
 
     path: Path
     manifest_path: Path
     rows: int
     queries: int
     counts: dict[str, int]
+    quality: dict[str, float | int | None]
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ def _choose_positives(positives: pd.DataFrame, promoted: pd.DataFrame, queries: 
 
 
 def _plan(store: Store, run: RunInfo, options: ExportOptions,
-          max_queries: int | None = None) -> tuple[ExportPlan, dict]:
+          max_queries: int | None = None) -> tuple[ExportPlan, dict, dict]:
     """Choose positives and negatives for every query of the run (queries with a positive), or
     for the first ``max_queries`` of them. The choice is the store's, in SQL, so a run of
     millions of candidates is never read whole; only the chosen pairs and their texts come back."""
@@ -165,12 +168,92 @@ def _plan(store: Store, run: RunInfo, options: ExportOptions,
     pos = _choose_positives(positives, promoted, queries, options.promote_false_negatives, counts)
     pos_text = store.lookup_texts(run.dataset_id, "documents", pos["doc_id"])
     pos = pos.assign(text=pos["doc_id"].map(pos_text))
+    quality = export_quality(store, run, negatives, k)
     negatives = negatives[["query_id", "q_order", "doc_id", "score", "idx", "text"]]
     per_query = negatives.groupby("query_id").size().reindex(queries["query_id"], fill_value=0)
     counts["queries"] = len(queries)
     counts["queries_short"] = int((per_query < k).sum())
     queries = queries[["query_id", "text", "pos_score", "q_order"]]
-    return ExportPlan(queries, pos, negatives.reset_index(drop=True), k, run.query_prompt), counts
+    plan = ExportPlan(queries, pos, negatives.reset_index(drop=True), k, run.query_prompt)
+    return plan, counts, quality
+
+
+QUALITY_KEYS = ("k", "negatives", "hardness", "pool_hardest", "relative_hardness", "mean_suspicion",
+                "flagged", "flag_threshold", "unscored")
+
+
+def export_quality(store: Store, run: RunInfo, negatives: pd.DataFrame,
+                   k: int) -> dict[str, float | int | None]:
+    """How hard and how suspect an export's negatives are, from the run's stored scores.
+
+    ``negatives``: the export's (query_id, doc_id, score, tier) rows. Keys (``QUALITY_KEYS``):
+        k: negatives per query the export asks for.
+        negatives: exported negatives.
+        hardness: their mean score (the run model's query-negative cosine; the hidden-positive
+            benchmark's hardness when the model is the bundled one).
+        pool_hardest: the mean score of the k highest-scoring non-positive candidates of the same
+            queries' pools, what plain top-k would export (``Store.pool_hardest``).
+        relative_hardness: hardness / pool_hardest (1.0: as hard as top-k).
+        mean_suspicion: the exported negatives' mean false-negative suspicion (the run's current
+            scorer: cold, or learned after ``learn``).
+        flagged: exported negatives above curated's default suspicion threshold
+            (``flag_threshold``) that no annotator confirmed as hard negatives: what to review.
+        unscored: exported negatives without a stored suspicion.
+    Figures are None where there is nothing to average.
+    """
+    quality: dict[str, float | int | None] = dict.fromkeys(QUALITY_KEYS)
+    quality.update(k=k, negatives=len(negatives), flagged=0, unscored=0,
+                   flag_threshold=DEFAULT_MAX_SUSPICION)
+    if negatives.empty:
+        return quality
+    queries = sorted(negatives["query_id"].unique())
+    hardest = store.pool_hardest(run.run_id, run.dataset_id, k, queries)
+    suspicion = store.pair_suspicion(run.run_id, negatives).drop_duplicates(
+        ["query_id", "doc_id"])
+    scored = negatives.merge(suspicion[["query_id", "doc_id", "suspicion"]],
+                             on=["query_id", "doc_id"], how="left")
+    values = scored["suspicion"].astype(float)
+    hardness = float(negatives["score"].astype(float).mean())
+    n_top = int(hardest["n"].sum())
+    top = float((hardest["hardest"] * hardest["n"]).sum() / n_top) if n_top else None
+    quality.update(
+        hardness=round(hardness, 4),
+        pool_hardest=None if top is None else round(top, 4),
+        relative_hardness=round(hardness / top, 4) if top else None,
+        mean_suspicion=round(float(values.mean()), 4) if values.notna().any() else None,
+        flagged=int(((values > DEFAULT_MAX_SUSPICION) & (scored["tier"] != 0)).sum()),
+        unscored=int(values.isna().sum()),
+    )
+    return quality
+
+
+def run_quality(store: Store, run_id: int,
+                num_negatives: int | None = None) -> dict[str, float | int | None]:
+    """``export_quality`` of a default export of the run (decisions applied, ``num_negatives``
+    per query or the run's k), without reading any text."""
+    run = store.get_run(run_id)
+    k = num_negatives or run.num_negatives
+    short = run.short_queries if k <= run.num_negatives else None
+    negatives = store.export_negatives(run.run_id, run.dataset_id, k, short_queries=short,
+                                       with_text=False)
+    return export_quality(store, run, negatives, k)
+
+
+def quality_text(quality: dict[str, float | int | None]) -> str:
+    """``export_quality`` in one readable line (the CLI's and the Export page's)."""
+    if not quality.get("negatives"):
+        return "no negatives"
+    parts = [f"hardness {quality['hardness']:.3f}"]
+    if quality.get("relative_hardness") is not None:
+        parts[0] += (f" ({quality['relative_hardness']:.2f} x the pool's hardest {quality['k']}, "
+                     f"{quality['pool_hardest']:.3f})")
+    if quality.get("mean_suspicion") is not None:
+        parts.append(f"mean suspicion {quality['mean_suspicion']:.2f}")
+    parts.append(f"{quality['flagged']:,} of {quality['negatives']:,} unreviewed above suspicion "
+                 f"{quality['flag_threshold']:.2f} (curated's default threshold)")
+    if quality.get("unscored"):
+        parts.append(f"{quality['unscored']:,} without a suspicion score")
+    return "; ".join(parts)
 
 
 # -- formats -------------------------------------------------------------------------------------
@@ -327,18 +410,18 @@ def _check_options(options: ExportOptions) -> None:
 
 def _build(
     store: Store, run_id: int | None, options: ExportOptions, max_queries: int | None = None
-) -> tuple[FormatRows, dict[str, int], RunInfo]:
+) -> tuple[FormatRows, dict[str, int], dict[str, float | int | None], RunInfo]:
     """Check the options and the run, then choose and lay out the rows."""
     _check_options(options)
     run = store.get_run(run_id)
     if run.status != "done":
         raise WorkbenchError(
             f"run {run.run_id} is {run.status}, not finished; only finished runs can be exported")
-    plan, counts = _plan(store, run, options, max_queries)
+    plan, counts, quality = _plan(store, run, options, max_queries)
     rows = FORMATS[options.format](plan, options.include_scores)
     counts["rows"] = len(rows.frame)
     counts["rows_dropped"] = rows.dropped
-    return rows, counts, run
+    return rows, counts, quality, run
 
 
 PREVIEW_QUERIES = 200
@@ -359,9 +442,10 @@ def build_export(store: Store, run_id: int | None, options: ExportOptions,
     Raises:
         WorkbenchError: unknown format, contradictory options, no such or unfinished run.
     """
-    rows, counts, _ = _build(store, run_id, options, max_queries)
+    rows, counts, quality, _ = _build(store, run_id, options, max_queries)
     frame = rows.frame
     frame.attrs["counts"] = counts
+    frame.attrs["quality"] = quality
     frame.attrs["queries_previewed"] = counts["queries"]
     return frame
 
@@ -400,7 +484,7 @@ def export_run(
         raise WorkbenchError(f"cannot export to {path}: it is a folder; give a file name")
     if not path.parent.is_dir():
         raise WorkbenchError(f"cannot export to {path}: folder {path.parent} does not exist")
-    rows, counts, run = _build(store, run_id, options)
+    rows, counts, quality, run = _build(store, run_id, options)
     if rows.frame.empty:
         raise WorkbenchError(
             f"run {run.run_id} gives no {options.format} rows with these options (counts: "
@@ -412,7 +496,8 @@ def export_run(
         "run_id": run.run_id, "dataset": store.get_dataset(dataset_id=run.dataset_id).name,
         "strategy": run.strategy, "params": run.params, "model": run.model, "seed": run.seed,
         "num_negatives": options.num_negatives or run.num_negatives, "format": options.format,
-        "options": asdict(options), "counts": counts, "path": str(path.resolve()),
+        "options": asdict(options), "counts": counts, "quality": quality,
+        "path": str(path.resolve()),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sha256": _sha256(path),
         "audit": latest_audit_summary(store, run.run_id),
@@ -420,7 +505,7 @@ def export_run(
     manifest_path = path.with_name(path.name + ".manifest.json")
     text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
     atomic_write(manifest_path, lambda handle: handle.write(text.encode("utf-8")))
-    return ExportResult(path, manifest_path, len(rows.frame), rows.queries, counts)
+    return ExportResult(path, manifest_path, len(rows.frame), rows.queries, counts, quality)
 
 
 def planned_negatives(store: Store, run_id: int, num_negatives: int | None = None,

@@ -244,7 +244,7 @@ def with_details(store: Store, run_id: int, rows: pd.DataFrame) -> pd.DataFrame:
     """Queue rows with their suspicion reasons and would_export read now."""
     if rows.empty:
         return rows.assign(reasons=None, would_export=pd.Series(dtype=bool))
-    reasons = store.candidate_reasons(run_id, rows).drop_duplicates(["query_id", "doc_id"])
+    reasons = store.pair_suspicion(run_id, rows).drop_duplicates(["query_id", "doc_id"])
     found = dict(zip(zip(reasons["query_id"], reasons["doc_id"]), reasons["reasons"]))
     keys = list(zip(rows["query_id"], rows["doc_id"]))
     return rows.assign(reasons=[found.get(k) for k in keys],

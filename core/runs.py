@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from core.errors import WorkbenchError
+from core.export import run_quality
 from core.store import RunInfo, Store
 
 
@@ -59,6 +60,21 @@ class RunComparison:
     overlap: pd.DataFrame
     summary: pd.DataFrame
     margins: pd.DataFrame
+
+
+def exports_quality(store: Store, run_ids: list[int]) -> pd.DataFrame:
+    """One row per run: how hard and how suspect a default export of it is now (decisions
+    applied, the run's k; ``core.export.run_quality``)."""
+    rows = []
+    for run_id in run_ids:
+        run = store.get_run(run_id)
+        q = run_quality(store, run_id)
+        rows.append({"run": run_label(run), "negatives": q["negatives"],
+                     "hardness": q["hardness"],
+                     "of the pool's hardest k": q["relative_hardness"],
+                     "mean suspicion": q["mean_suspicion"],
+                     f"above suspicion {q['flag_threshold']:.2f}": q["flagged"]})
+    return pd.DataFrame(rows)
 
 
 def _selected(store: Store, run: RunInfo) -> pd.DataFrame:

@@ -60,6 +60,10 @@ def test_documented_commands_on_the_bundled_sample(tmp_path):
         assert row["neg_scores"] == sorted(row["neg_scores"], reverse=True)
     manifest = json.loads(Path(str(out) + ".manifest.json").read_text())
     assert manifest["run_id"] == 1 and manifest["strategy"] == "top_k"
+    # top-k's hardness as BENCHMARK.md measures it (0.595), and how suspect its negatives are:
+    # half of them are hidden positives there, and most score above curated's threshold.
+    assert "negatives: hardness 0.595 (1.00 x the pool's hardest 5, 0.595)" in r.stdout
+    assert manifest["quality"]["negatives"] == 200 and manifest["quality"]["flagged"] >= 100
 
     # A second strategy re-uses every cached vector: no encoding the second time.
     r = run_cli("mine", "--workspace", str(ws), "--strategy", "positive_aware",

@@ -226,6 +226,30 @@ class ReportsMixin:
                 GROUP BY c.query_id, c.doc_id ORDER BY c.query_id, c.doc_id""", named).df()
         return int(n_positive), decided
 
+    def pool_hardest(self, run_id: int, dataset_id: int, k: int,
+                     query_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """Per query of the run (of ``query_ids`` only, when given): the mean score of its k
+        highest-scoring pool candidates that are not dataset positives, each document once: what
+        plain top-k takes from this pool, whatever is suspected or decided.
+
+        Columns: query_id, hardest, n (candidates averaged, k unless the pool is smaller).
+        """
+        cur = self._cursor()
+        scope, params = self._query_scope(cur, query_ids, "c.")
+        return cur.execute(
+            """
+            SELECT query_id, avg(score) AS hardest, count(*) AS n FROM (
+                SELECT c.query_id, max(c.score) AS score,
+                       row_number() OVER (PARTITION BY c.query_id ORDER BY max(c.score) DESC,
+                                          c.doc_id) AS place
+                FROM candidates c
+                WHERE c.run_id = ?""" + scope + """ AND NOT EXISTS (
+                    SELECT 1 FROM positives p WHERE p.dataset_id = ?
+                    AND p.query_id = c.query_id AND p.doc_id = c.doc_id)
+                GROUP BY c.query_id, c.doc_id)
+            WHERE place <= ? GROUP BY query_id ORDER BY query_id
+            """, [run_id, *params, dataset_id, k]).df()
+
     def document_stats(self, run_id: int, dataset_id: int) -> pd.DataFrame:
         """Per document of a run's pool: selected for any query, its highest suspicion, and the
         most cautious latest decision on any of its pairs (false negative, unsure, hard negative).

@@ -310,18 +310,19 @@ class ReviewMixin:
                     SELECT 1 FROM candidates c WHERE c.run_id = ? AND c.qh = x.qh
                     AND c.dh = x.dh)""", [run_id]).fetchall()[0][0])
 
-    def candidate_reasons(self, run_id: int, pairs: pd.DataFrame) -> pd.DataFrame:
-        """The suspicion reasons (JSON text) of a few (query_id, doc_id) pairs of a run.
+    def pair_suspicion(self, run_id: int, pairs: pd.DataFrame) -> pd.DataFrame:
+        """The suspicion and its reasons (JSON text) of (query_id, doc_id) pairs of a run.
 
-        Columns: query_id, doc_id, reasons; unscored pairs are absent.
+        Columns: query_id, doc_id, suspicion, reasons; unscored pairs are absent.
         """
         if pairs.empty:
-            return pd.DataFrame(columns=["query_id", "doc_id", "reasons"])
+            return pd.DataFrame(columns=["query_id", "doc_id", "suspicion", "reasons"])
         cur = self._cursor()
         cur.register("wanted_pairs", pairs[["query_id", "doc_id"]])
         try:  # the id range lets the scan skip row groups (scores are stored query by query)
             return cur.execute(
-                "SELECT s.query_id, s.doc_id, s.reasons FROM suspicion s JOIN wanted_pairs w "
+                "SELECT s.query_id, s.doc_id, s.suspicion, s.reasons FROM suspicion s "
+                "JOIN wanted_pairs w "
                 "ON s.query_id = w.query_id AND s.doc_id = w.doc_id WHERE s.run_id = ? "
                 "AND s.query_id BETWEEN ? AND ?",
                 [run_id, pairs["query_id"].min(), pairs["query_id"].max()]).df()
