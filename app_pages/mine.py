@@ -146,6 +146,8 @@ def _run(request: MineRequest) -> None:
     st.success(f"Run {run.run_id}: {run.filter_counts.get('selected', 0)} negatives for "
                f"{run.n_queries} queries, {len(run.short_queries)} queries short.",
                icon=":material/check:")
+    if run.search.get("strategy_choice"):
+        st.caption(f"{run.strategy.capitalize()} {run.search['strategy_choice']['text']}.")
     if run.search.get("suspicion_weights"):
         st.caption("Suspicion weights: " + weights_text(run.search["suspicion_weights"]))
 

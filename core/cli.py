@@ -154,6 +154,8 @@ def cmd_mine(args: argparse.Namespace) -> int:
         print(f"  queries short of {run.num_negatives} negatives: {shown}{more}")
     if run.search:
         print("  search: " + _search_line(run.search))
+    if run.search.get("strategy_choice"):
+        print("  " + run.strategy + ": " + run.search["strategy_choice"]["text"])
     if run.search.get("suspicion_weights"):
         from core.false_negatives.suspicion import weights_text
 

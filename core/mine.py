@@ -165,9 +165,12 @@ def _initial_pools(pools: _Pools, depth: int, progress: PhaseProgress | None) ->
 def _select_all(
     strategy: Strategy, params: Any, state: Any, pools: _Pools, pool_list: list[QueryPool],
     k: int, depth: int, seed: int,
-) -> tuple[list[QueryPool], list[Selection], int]:
-    """Select for every query, widening the pools of queries left short while that can help."""
+) -> tuple[list[QueryPool], list[Selection], int, dict[str, Any]]:
+    """Select for every query, widening the pools of queries left short while that can help.
+    Returns the pools, the selections, the number of widened queries and what the strategy
+    chose over the run (``Strategy.describe``)."""
     pool_list = list(pool_list)
+    state = strategy.survey(pool_list, k, params, state)
     selections = [
         strategy.select(p, k, params, state, _rng(seed, p.query_id)) for p in pool_list
     ]
@@ -184,7 +187,7 @@ def _select_all(
         for i, pool in zip(short, pools.build(short, depth)):
             pool_list[i] = pool
             selections[i] = strategy.select(pool, k, params, state, _rng(seed, pool.query_id))
-    return pool_list, selections, len(widened)
+    return pool_list, selections, len(widened), strategy.describe(state)
 
 
 def _candidate_frame(
@@ -411,7 +414,7 @@ def _execute(store, run_id, request, strategy, params, encoder, depth, progress,
     ctx = MiningContext(corpus.query_ids, corpus.query_texts, q_vecs, corpus.doc_ids,
                         corpus.doc_texts, d_vecs, request.seed, corpus.positives, scorer, decisions)
     state = strategy.prepare(ctx, params)
-    pool_list, selections, widened = _select_all(
+    pool_list, selections, widened, choice = _select_all(
         strategy, params, state, pools, initial, k, depth, request.seed)
     if progress:
         progress("mine", len(pool_list), len(pool_list))
@@ -426,6 +429,8 @@ def _execute(store, run_id, request, strategy, params, encoder, depth, progress,
     t = time.perf_counter()
     search_info = {**search_info, "teacher": request.teacher, "explain_depth": explain,
                    "suspicion_weights": scorer.weight_report()}
+    if choice:
+        search_info["strategy_choice"] = choice
     store.finish_run(run_id, frame, timings, counts, len(corpus.query_ids), short, search_info,
                      suspicion=(suspicion, "cold"))
     timings["store"] = time.perf_counter() - t

@@ -132,10 +132,11 @@ def _pool(stored: _StoredPools, corpus: MiningCorpus, row: int, depth: int,
 
 def _select(strategy: Strategy, params: Any, state: Any, stored: _StoredPools, corpus: MiningCorpus,
             pos_scores: np.ndarray, k: int, depth: int,
-            seed: int) -> tuple[list[QueryPool], list[Selection], int] | None:
+            seed: int) -> tuple[list[QueryPool], list[Selection], int, dict[str, Any]] | None:
     """``mine``'s selection with widening served from storage; None when storage runs out."""
     pools = [_pool(stored, corpus, r, depth, float(pos_scores[r]))
              for r in range(len(corpus.query_ids))]
+    state = strategy.survey(pools, k, params, state)
     selections = [strategy.select(p, k, params, state, _rng(seed, p.query_id)) for p in pools]
     widened: set[int] = set()
     n_docs = len(corpus.doc_ids)
@@ -152,7 +153,7 @@ def _select(strategy: Strategy, params: Any, state: Any, stored: _StoredPools, c
             pools[i] = _pool(stored, corpus, i, depth, float(pos_scores[i]))
             rng = _rng(seed, pools[i].query_id)
             selections[i] = strategy.select(pools[i], k, params, state, rng)
-    return pools, selections, len(widened)
+    return pools, selections, len(widened), strategy.describe(state)
 
 
 def remine(store: Store, request: MineRequest, strategy: Strategy, params: Any,
@@ -178,7 +179,7 @@ def remine(store: Store, request: MineRequest, strategy: Strategy, params: Any,
     chosen = _select(strategy, params, state, stored, corpus, pos_scores, k, depth, request.seed)
     if chosen is None:
         return None
-    pool_list, selections, widened = chosen
+    pool_list, selections, widened, choice = chosen
     if progress:
         progress("mine", len(pool_list), len(pool_list))
     timings["mine"] = time.perf_counter() - t
@@ -191,7 +192,8 @@ def remine(store: Store, request: MineRequest, strategy: Strategy, params: Any,
         frame = _frame(pool_list, selections, stored, corpus, depth, k, q_vecs, d_vecs)
         counts, short = run_counts(corpus, pool_list, selections, k, widened)
         origin = base.search.get("reused_pool_of", base.run_id)  # the run that searched
-        search = {**base.search, "reused_pool_of": origin}
+        search = {key: v for key, v in base.search.items() if key != "strategy_choice"}
+        search.update(reused_pool_of=origin, **({"strategy_choice": choice} if choice else {}))
         store.finish_run(run_id, frame, timings, counts, len(corpus.query_ids), short, search,
                          suspicion_from=base.run_id)
         timings["store"] = time.perf_counter() - t

@@ -144,6 +144,9 @@ def test_default_strategy_is_curated_and_learn_needs_decisions(tmp_path, tiny_be
     assert main(["ingest", "--workspace", ws, "--beir", str(tiny_beir), "--split", "train"]) == 0
     assert main(["mine", "--workspace", ws, "--num-negatives", "2", "--quiet"]) == 0
     assert "run 1: curated" in capsys.readouterr().out
+    assert main(["mine", "--workspace", ws, "--num-negatives", "2", "--quiet",
+                 "--param", "min_relative_hardness=0.8"]) == 0
+    assert "  curated: held back above suspicion " in capsys.readouterr().out
     assert main(["learn", "--workspace", ws]) == 1
     assert "learning needs at least 20 false-negative" in capsys.readouterr().err
 

@@ -543,11 +543,13 @@ def test_load_teacher_errors(tmp_path, planted):
 
 
 # -- curated ---------------------------------------------------------------------------------------
-def _stub_state(suspicion: np.ndarray, decisions: dict[tuple[int, int], str]) -> CuratedState:
+def _stub_state(suspicion: np.ndarray, decisions: dict[tuple[int, int], str],
+                params) -> CuratedState:
+    """Curated's state over a stub scorer that serves fixed suspicion values."""
     scorer = SimpleNamespace(score=lambda row, docs, scores, pos: SimpleNamespace(
         suspicion=suspicion[docs]))
     ctx = SimpleNamespace(suspicion=scorer, decisions=decisions, query_ids=["q"])
-    return CuratedState(ctx, {"q": 0})
+    return get_strategy("curated").prepare(ctx, params)
 
 
 def test_curated_select_puts_reviewed_first_and_holds_back_suspects():
@@ -559,13 +561,71 @@ def test_curated_select_puts_reviewed_first_and_holds_back_suspects():
     decisions = {(0, 3): "hard_negative", (0, 2): "false_negative", (0, 5): "unsure",
                  (0, 0): "hard_negative"}
     pool = QueryPool("q", np.arange(7), np.linspace(0.9, 0.3, 7).astype(np.float32), 0.8, True)
-    sel = strategy.select(pool, 4, params, _stub_state(suspicion, decisions),
+    sel = strategy.select(pool, 4, params, _stub_state(suspicion, decisions, params),
                           np.random.default_rng(0))
     assert sel.selected.tolist() == [0, 3, 4, 6]
     assert sel.eligible.tolist() == [True, False, False, True, True, False, True]
     assert sel.removed == {"above_suspicion": 1, "decided_false_negative_or_unsure": 2}
     with pytest.raises(WorkbenchError, match=r"max_suspicion must be in \[0, 1\]"):
         parse_params(strategy, {"max_suspicion": 1.5})
+
+
+def test_choose_threshold_takes_the_lowest_that_reaches_the_hardness():
+    from core.mining.curated import choose_threshold
+
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    suspicion = np.array([0.95, 0.3, 0.9, 0.1, 0.2])
+    none = np.zeros(5, dtype=bool)
+    # k = 2; plain top-k takes 0.9 and 0.8 (0.85). At or below a threshold of 0.1 curated takes
+    # 0.6 alone; from 0.2: 0.6, 0.5 (0.55); from 0.3: 0.8, 0.6 (0.7); from 0.9: 0.8, 0.7 (0.75);
+    # from 0.95: 0.9, 0.8.
+    for target, threshold, hardness in ((0.5, 0.1, 0.6), (0.8, 0.3, 0.7), (0.85, 0.9, 0.75),
+                                        (1.0, 0.95, 0.85)):
+        choice = choose_threshold([(scores, suspicion, none, none)], 2, target)
+        assert choice == {"max_suspicion": threshold, "hardness": hardness,
+                          "pool_hardest": 0.85, "target": target, "reached": True}
+    # A reviewed hard negative is always taken (0.5 here), a rejected pair never (0.9): the
+    # best curated can then do is 0.5 and 0.8, short of plain top-k's 0.85.
+    reviewed, rejected = none.copy(), none.copy()
+    reviewed[4], rejected[0] = True, True
+    choice = choose_threshold([(scores, suspicion, reviewed, rejected)], 2, 1.0)
+    assert choice == {"max_suspicion": 1.0, "hardness": 0.65, "pool_hardest": 0.85,
+                      "target": 1.0, "reached": False}
+
+
+def test_curated_parameters_are_checked():
+    strategy = get_strategy("curated")
+    with pytest.raises(WorkbenchError, match=r"min_relative_hardness must be in \(0, 1\]"):
+        parse_params(strategy, {"min_relative_hardness": 1.2})
+    with pytest.warns(UserWarning, match="ignores max_suspicion"):
+        parse_params(strategy, {"min_relative_hardness": 0.9, "max_suspicion": 0.5})
+
+
+def test_curated_reaches_the_hardness_asked_for(topical_ws, tmp_path):
+    """A hardness target chooses the run's threshold: the lowest that reaches it, recorded with
+    the run and honoured by the export."""
+    from core.export import run_quality
+
+    path, _ = topical_ws
+    k = 4
+    with _open_copy(path, tmp_path) as store:
+        for target in (0.6, 0.9):
+            run = mine(store, MineRequest(strategy="curated", num_negatives=k,
+                                          params={"min_relative_hardness": target}))
+            choice = run.search["strategy_choice"]
+            assert choice["reached"] and choice["target"] == target
+            quality = run_quality(store, run.run_id)
+            assert quality["relative_hardness"] >= target - 1e-3
+            assert quality["hardness"] == pytest.approx(choice["hardness"], abs=1e-3)
+            cands = store.run_candidates(run.run_id)
+            assert (cands.loc[cands.eligible, "suspicion"]
+                    <= choice["max_suspicion"] + 1e-6).all()
+            # one step lower would not have reached the target
+            lower = round(choice["max_suspicion"] - 0.01, 2)
+            below = mine(store, MineRequest(strategy="curated", num_negatives=k,
+                                            params={"max_suspicion": lower}))
+            assert run_quality(store, below.run_id)["relative_hardness"] < target
+        assert "held back above suspicion" in choice["text"]
 
 
 def test_curated_respects_suspicion_and_decisions(topical_ws, tmp_path):

@@ -91,6 +91,17 @@ class Strategy:
     def prepare(self, ctx: MiningContext, params: Any) -> Any:
         return None
 
+    def survey(self, pools: list[QueryPool], k: int, params: Any, state: Any) -> Any:
+        """Called once with every query's initial pool before any ``select``, for a choice made
+        over the whole run (curated's threshold for a hardness target); returns the state
+        ``select`` then receives."""
+        return state
+
+    def describe(self, state: Any) -> dict[str, Any]:
+        """What the strategy chose for this run (after ``survey``), stored with the run's search
+        info under "strategy_choice"; empty when it chose nothing."""
+        return {}
+
     def select(
         self, pool: QueryPool, k: int, params: Any, state: Any, rng: np.random.Generator
     ) -> Selection:

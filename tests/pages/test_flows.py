@@ -15,6 +15,11 @@ def _messages(at) -> list[str]:
     return [e.value for e in at.error]
 
 
+def _metric(at, label: str) -> str:
+    """The value of the metric labelled ``label`` (st.metric takes no key)."""
+    return next(m.value for m in at.metric if m.label == label)
+
+
 def _frame(at, column: str):
     """The first table with ``column`` (AppTest does not expose st.dataframe keys)."""
     return next(d.value for d in at.dataframe if column in d.value.columns)
@@ -83,6 +88,22 @@ def test_mine_with_a_preset_and_see_the_run(seeded):
     assert newest.run_id in _frame(at, "run")["run"].tolist()
     assert any(c.value.startswith("Suspicion weights: relative_score") for c in at.caption)
     assert "mean Jaccard per query" in _frame(at, "measure")["measure"].tolist()
+    # the two runs' exports side by side: how hard, how suspect
+    quality = _frame(at, "of the pool's hardest k")
+    assert len(quality) == 2 and quality["hardness"].notna().all()
+
+
+def test_mine_curated_for_a_hardness_and_see_its_threshold(seeded):
+    at = open_page(seeded, "mine")
+    at.selectbox(key="mine_strategy").set_value("curated").run()
+    at.selectbox(key="mine_preset_curated").set_value("Curated, 90 % of top-k's hardness").run()
+    assert at.text_input(key="mine_param_curated_min_relative_hardness").value == "0.9"
+    at.button(key="mine_run").click().run()
+    assert not at.exception and not _messages(at)
+    newest = Store(seeded).list_runs()[0]
+    assert newest.params["min_relative_hardness"] == 0.9
+    choice = newest.search["strategy_choice"]
+    assert any(c.value == f"Curated {choice['text']}." for c in at.caption)
 
 
 def test_mine_with_another_encode_backend(seeded):
@@ -171,6 +192,11 @@ def test_export_writes_a_file_and_its_manifest(data_dir):
     manifest = json.loads((written.parent / (written.name + ".manifest.json")).read_text())
     assert manifest["run_id"] == run_id and manifest["counts"]["rows"] == len(rows)
     assert at.get("download_button")
+    # the preview says how hard and how suspect the negatives are, as the manifest records
+    quality = manifest["quality"]
+    assert _metric(at, "Hardness") == f"{quality['hardness']:.3f}"
+    assert _metric(at, "Of the pool's hardest 3") == f"{quality['relative_hardness']:.0%}"
+    assert _metric(at, "Above suspicion 0.65") == f"{quality['flagged']} of 36"
 
 
 def test_margins_what_if_counts_react(seeded):
@@ -209,7 +235,7 @@ def test_export_audit_draws_a_sample_reviews_it_in_order_and_estimates(data_dir)
     assert not at.exception and not _messages(at)
     audit = store.get_audit(run_id=run_id)
     assert (audit.size, audit.exported, audit.created_by) == (6, 36, "carol")
-    assert at.metric[2].value == "0 / 6"
+    assert _metric(at, "Decided") == "0 / 6"
     pairs = audit_pairs(store, audit.audit_id)
     at.button(key="audit_review").click().run()
     assert not at.exception
@@ -229,7 +255,8 @@ def test_export_audit_draws_a_sample_reviews_it_in_order_and_estimates(data_dir)
         "false_negative", "hard_negative", "hard_negative"]
     at.switch_page("app_pages/export.py").run()
     assert not at.exception
-    assert at.metric[0].value == "33.3%" and at.metric[2].value == "3 / 6"
+    assert _metric(at, "Estimated false-negative rate") == "33.3%"
+    assert _metric(at, "Decided") == "3 / 6"
 
 
 def test_review_learns_from_decisions_and_rescores(data_dir):
