@@ -81,8 +81,8 @@ def main() -> None:
     args = parser.parse_args()
     result: dict = {"points": args.points, "load_average_start": os.getloadavg()[0]}
     store = Store(Path(tempfile.mkdtemp(prefix="projection-")) / "ws.duckdb")
-    report = ingest_vectors(store, args.data)
-    version = EmbeddingVersion(report.dataset.dataset_id, fingerprint(report.model), "", "")
+    ingested = ingest_vectors(store, args.data)
+    version = EmbeddingVersion(ingested.dataset.dataset_id, fingerprint(ingested.model), "", "")
     for label, seed in (("cold", 0), ("cached", 0), ("warm", 1)):
         t, cpu = time.perf_counter(), time.process_time()
         projection = project(store, version, max_points=args.points, seed=seed)

@@ -290,7 +290,7 @@ def grown_pools(store: Store, base: RunInfo, pools: _Pools,
     rounding (new documents go after stored ones that score the same). Returns the pools and
     the run's search info (the base's search, ``grown_from``, counts of what was searched).
     """
-    corpus, q_vecs, d_vecs = pools.corpus, pools.q_vecs, pools.d_vecs
+    corpus = pools.corpus
     stored = _stored_pools(store, base, corpus, lexical=False)
     new_docs, changed = _changed_documents(store, base, corpus)
     stale = np.zeros(len(corpus.doc_ids) + 1, dtype=bool)  # the last slot: removed (index -1)

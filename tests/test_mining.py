@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +9,7 @@ import pytest
 from core.errors import WorkbenchError
 from core.mine import MineRequest, mine
 from core.mining import (
-    QueryPool, Strategy, get_strategy, parse_params, register, strategy_names,
+    QueryPool, get_strategy, parse_params, register, strategy_names,
 )
 from core.mining.positive_aware import PositiveAwareParams
 from core.text import document_text
