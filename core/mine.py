@@ -427,7 +427,9 @@ def _execute(store, run_id, request, strategy, params, encoder, depth, progress,
     trim_heap()  # the process's peak is the store write below, on top of what is resident now
     timings["build_pool"] = time.perf_counter() - t
     t = time.perf_counter()
-    search_info = {**search_info, "teacher": request.teacher, "explain_depth": explain,
+    search_info = {**search_info, "teacher": request.teacher,
+                   "teacher_kind": request.teacher_kind if request.teacher else None,
+                   "explain_depth": explain,
                    "suspicion_weights": scorer.weight_report()}
     if choice:
         search_info["strategy_choice"] = choice

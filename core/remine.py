@@ -50,7 +50,9 @@ def find_reusable_run(store: Store, dataset_id: int, model_fp: str, request: Min
                       strategy: Strategy, depth: int) -> RunInfo | None:
     """The newest finished run whose stored pool can serve ``request`` (None if there is none).
 
-    Runs from before pools recorded how they were searched (no ``search`` info) never qualify.
+    Runs from before pools recorded how they were searched (no ``search`` info) never qualify,
+    nor, with a teacher, runs that did not record the teacher's kind: the same folder read as a
+    cross-encoder and as a bi-encoder gives different suspicion.
     """
     for run in store.list_runs(dataset_id):
         if run.status != "done" or not run.search or run.pool_depth < depth:
@@ -61,7 +63,9 @@ def find_reusable_run(store: Store, dataset_id: int, model_fp: str, request: Min
             continue
         if (run.model_fp == model_fp and run.query_prompt == request.query_prompt
                 and run.doc_prompt == request.doc_prompt and source == strategy.pool_source
-                and run.search.get("teacher") == request.teacher):
+                and run.search.get("teacher") == request.teacher
+                and (request.teacher is None
+                     or run.search.get("teacher_kind") == request.teacher_kind)):
             return run
     return None
 

@@ -33,6 +33,7 @@ from core.false_negatives.teacher import load_teacher
 from core.mine import MineRequest, mine
 from core.mining import get_strategy, parse_params, strategy_names
 from core.mining.curated import CuratedState
+from core.remine import find_reusable_run
 from core.store import Store
 from core.text import text_hash
 from tests.conftest import ingest_tiny, topical_corpus, write_beir
@@ -455,6 +456,13 @@ def test_teacher_signal_is_stored_and_explained(planted, cross_encoder_dir, tiny
                                      teacher_kind=kind))
     cands = store.run_candidates(taught.run_id)
     assert taught.status == "done" and cands.suspicion.notna().all()
+    # A later run re-uses this pool and its suspicion only with the same teacher read the same way
+    other = "bi-encoder" if kind == "cross-encoder" else "cross-encoder"
+    for teacher_kind, expected in ((kind, taught.run_id), (other, None)):
+        request = MineRequest(strategy="curated", teacher=str(folder), teacher_kind=teacher_kind)
+        found = find_reusable_run(store, taught.dataset_id, taught.model_fp, request,
+                                  get_strategy("curated"), taught.pool_depth)
+        assert (found and found.run_id) == expected
     for signals in cands.signals:
         assert {"teacher", "teacher_global_pct", "teacher_query_pct"} <= set(json.loads(signals))
     assert cands.reasons.str.contains("the teacher scores it").any()
