@@ -68,7 +68,9 @@ def _scatter(frame: pd.DataFrame, colour: str) -> go.Figure:
     for slope, name, dash in ((1.0, "y = x", "solid"), (0.95, "y = 0.95x", "dash")):
         fig.add_trace(go.Scattergl(x=[low, high], y=[slope * low, slope * high], mode="lines",
                                    name=name, line={"color": "black", "dash": dash, "width": 1}))
-    fig.update_layout(height=520)
+    # the lines' legend above the plot: on the right it would cover the suspicion colour bar
+    fig.update_layout(height=520, legend={"orientation": "h", "yanchor": "bottom", "y": 1.02,
+                                          "xanchor": "right", "x": 1})
     return fig
 
 
