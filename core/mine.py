@@ -409,7 +409,8 @@ def _execute(store, run_id, request, strategy, params, encoder, depth, progress,
     explain = explain_depth(len(corpus.query_ids), depth, k)
     scorer = Scorer(DetectionContext(
         corpus.query_ids, corpus.query_texts, q_vecs, corpus.doc_texts, d_vecs, corpus.positives,
-        request.seed, teacher, explain_depth=explain,
+        request.seed, teacher, explain_depth=explain, query_hashes=corpus.query_hashes,
+        doc_hashes=corpus.doc_hashes,
     )).fit([(i, p.doc_indices, p.scores, p.pos_score) for i, p in enumerate(initial)])
     ctx = MiningContext(corpus.query_ids, corpus.query_texts, q_vecs, corpus.doc_ids,
                         corpus.doc_texts, d_vecs, request.seed, corpus.positives, scorer, decisions)

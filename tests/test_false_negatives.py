@@ -534,6 +534,45 @@ def test_bi_encoder_teacher_encodes_every_pool_in_one_call(tmp_path, tiny_model_
     store.close()
 
 
+def test_cross_encoder_teacher_scores_each_pair_once_across_runs(tmp_path, cross_encoder_dir,
+                                                                 monkeypatch):
+    """Loaded with a workspace, a cross-encoder teacher scores every pooled pair in one call and
+    keeps the scores: a later run that searches again scores nothing, and the scores are the
+    model's own (a spy counts predict's pairs and passes them to the real model)."""
+    from sentence_transformers import CrossEncoder
+
+    calls: list[int] = []
+    predict = CrossEncoder.predict
+    monkeypatch.setattr(CrossEncoder, "predict", lambda self, pairs, *a, **kw: (
+        calls.append(len(pairs)) or predict(self, pairs, *a, **kw)))
+    store = Store(tmp_path / "ws.duckdb")
+    ingest_tiny(store, write_beir(tmp_path / "beir", PLANTED_CORPUS, PLANTED_QUERIES,
+                                  PLANTED_QRELS))
+    request = dict(strategy="curated", num_negatives=3, teacher=str(cross_encoder_dir))
+    first = mine(store, MineRequest(**request))
+    pool = store.run_candidates(first.run_id)
+    distinct = pool[["query_hash", "doc_hash"]].drop_duplicates().shape[0]
+    assert len(calls) == 1 and calls[0] >= distinct  # the pools' pairs and the positives
+    again = mine(store, MineRequest(**request, reuse_pool=False))
+    assert "reused_pool_of" not in again.search and len(calls) == 1  # nothing scored again
+    teacher = lambda frame: _by_pair(frame.assign(  # noqa: E731
+        teacher=frame.signals.map(lambda s: json.loads(s)["teacher"])), "teacher")
+    pd.testing.assert_series_equal(teacher(pool), teacher(store.run_candidates(again.run_id)))
+    # The cached values are the model's: a query's teacher signal is its score minus the
+    # positive's, as the model scores them now.
+    row = pool.iloc[0]
+    texts = store.dataset_frame(first.dataset_id, "documents").set_index("doc_id")["text"]
+    query = store.dataset_frame(first.dataset_id, "queries").set_index("query_id").loc[
+        row.query_id, "text"]
+    positives = store.dataset_frame(first.dataset_id, "positives")
+    positive_ids = positives.loc[positives.query_id == row.query_id, "doc_id"].tolist()
+    model = CrossEncoder(str(cross_encoder_dir), device="cpu")
+    scores = predict(model, [(query, texts[d]) for d in [row.doc_id, *positive_ids]])
+    assert json.loads(row.signals)["teacher"] == pytest.approx(
+        float(scores[0] - min(scores[1:])), abs=1e-4)
+    store.close()
+
+
 def test_load_teacher_errors(tmp_path, planted):
     bad = tmp_path / "bad"
     bad.mkdir()

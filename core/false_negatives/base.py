@@ -18,6 +18,8 @@ class DetectionContext:
     readable reasons (and the per-candidate details they quote) are built for each pool's first
     ``explain_depth`` candidates only; None explains all. Runs of millions of candidates set it to
     keep the per-candidate Python bounded; signals and suspicion are computed for every candidate.
+    ``query_hashes``/``doc_hashes`` (the texts' content hashes) key what a detector caches in the
+    workspace across runs (a cross-encoder teacher's pair scores); empty lists cache nothing.
     """
 
     query_ids: list[str]
@@ -30,6 +32,8 @@ class DetectionContext:
     teacher: Any = None
     cache: dict[str, Any] = field(default_factory=dict)
     explain_depth: int | None = None
+    query_hashes: list[str] = field(default_factory=list)  # the texts' hashes, rows as above
+    doc_hashes: list[str] = field(default_factory=list)
 
     def has_texts(self) -> bool:
         """False for datasets ingested as precomputed vectors without texts."""

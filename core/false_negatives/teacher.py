@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import pandas as pd
 
 from core.errors import WorkbenchError
 from core.false_negatives.base import DetectionContext, Detector, RawSignal
@@ -20,13 +21,16 @@ class Teacher:
 
     ``encode``: for a bi-encoder loaded with a workspace, texts -> normalised vectors through the
     workspace's per-text embedding cache, so each document is encoded once per model however many
-    pools it sits in (and never again in a later run).
+    pools it sits in (and never again in a later run). ``store`` and ``fingerprint``: for a
+    cross-encoder loaded with a workspace, where its pair scores are cached and under which key.
     """
 
     name: str
     kind: str
     model: Any
     encode: Callable[[Sequence[str]], np.ndarray] | None = None
+    store: Any = None
+    fingerprint: str | None = None
 
     def score(self, query: str, docs: list[str]) -> np.ndarray:
         """Teacher scores of (query, doc) pairs; higher means more relevant."""
@@ -44,7 +48,8 @@ def load_teacher(name: str, kind: str = "cross-encoder", store: Any = None) -> T
     """Load a teacher model from a local folder or hub id.
 
     With ``store`` (a workspace's ``Store``), a bi-encoder's vectors go through its embedding
-    cache, keyed by the teacher's own fingerprint.
+    cache and a cross-encoder's pair scores through its pair-score cache, keyed by the teacher's
+    own fingerprint.
 
     Raises:
         WorkbenchError: unknown kind or a model that cannot be loaded.
@@ -62,10 +67,14 @@ def load_teacher(name: str, kind: str = "cross-encoder", store: Any = None) -> T
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         where = "folder" if Path(name).exists() else "model"
         raise WorkbenchError(f"teacher {where} {name!r} could not be loaded ({first})") from err
+    from core.embed import model_fingerprint
+
     if kind == "cross-encoder":
-        return Teacher(name, kind, model)
+        if store is None:
+            return Teacher(name, kind, model)
+        return Teacher(name, kind, model, store=store, fingerprint=model_fingerprint(model))
     from core.backends.torch_backend import checked_fused_view
-    from core.embed import Encoder, embed_texts, model_fingerprint
+    from core.embed import Encoder, embed_texts
 
     # Same fused linear layers as the torch backend (about 1.16x faster, same vectors). The cache
     # key is the plain model's fingerprint, as for the mining model: the fused view's module
@@ -86,6 +95,41 @@ def _encode_documents(ctx: DetectionContext, teacher: Teacher, indices: list[int
         vectors.update(zip(missing, teacher.encode([ctx.doc_texts[d] for d in missing])))
 
 
+def _score_pairs(ctx: DetectionContext, teacher: Teacher,
+                 pools: list[tuple[int, np.ndarray]]) -> dict[tuple[int, int], float]:
+    """Cross-encoder scores of every (query row, document) pair of ``pools`` and of each query's
+    positives: read from the workspace's pair-score cache; the pairs it lacks are scored in one
+    ``predict`` call and added to it. Returns the run's (row, doc index) -> score map."""
+    known: dict[tuple[int, int], float] = ctx.cache.setdefault("teacher_pairs", {})
+    rows, docs = [], []
+    for row, pool_docs in pools:
+        wanted = [d for d in (*pool_docs.tolist(), *ctx.positives[row].tolist())
+                  if (row, d) not in known]
+        rows += [row] * len(wanted)
+        docs += wanted
+    if not rows:
+        return known
+    pairs = pd.DataFrame({"row": rows, "doc": docs}).drop_duplicates()
+    pairs["query_hash"] = [ctx.query_hashes[r] for r in pairs["row"]]
+    pairs["doc_hash"] = [ctx.doc_hashes[d] for d in pairs["doc"]]
+    cached = teacher.store.cached_pair_scores(teacher.fingerprint, pairs)
+    pairs = pairs.merge(cached, on=["query_hash", "doc_hash"], how="left")
+    missing = pairs[pairs["score"].isna()].drop_duplicates(["query_hash", "doc_hash"])
+    if len(missing):
+        scored = missing.assign(score=np.asarray(teacher.model.predict(
+            [(ctx.query_texts[r], ctx.doc_texts[d]) for r, d in zip(missing["row"],
+                                                                     missing["doc"])],
+            show_progress_bar=False), dtype=np.float32))
+        teacher.store.put_pair_scores(teacher.fingerprint, scored)
+        fresh = scored.set_index(["query_hash", "doc_hash"])["score"]
+        keys = pd.MultiIndex.from_frame(pairs[["query_hash", "doc_hash"]])
+        pairs["score"] = pairs["score"].fillna(
+            pd.Series(fresh.reindex(keys).to_numpy(), index=pairs.index))
+    known.update(zip(zip(pairs["row"].tolist(), pairs["doc"].tolist()),
+                     pairs["score"].astype(float).tolist()))
+    return known
+
+
 def _cached_scores(ctx: DetectionContext, teacher: Teacher, row: int,
                    doc_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Bi-encoder teacher scores of a pool and of the query's positives, encoding each query
@@ -99,6 +143,12 @@ def _cached_scores(ctx: DetectionContext, teacher: Teacher, row: int,
     cand = np.stack([vectors[d] for d in doc_indices.tolist()]) @ query
     pos = np.stack([vectors[d] for d in ctx.positives[row].tolist()]) @ query
     return cand.astype(np.float32), pos.astype(np.float32)
+
+
+def _caches_pairs(ctx: DetectionContext, teacher: Teacher) -> bool:
+    """Whether this cross-encoder's pair scores go through the workspace's cache."""
+    return (bool(ctx.query_hashes) and teacher.encode is None
+            and getattr(teacher, "store", None) is not None)
 
 
 class TeacherScore(Detector):
@@ -123,6 +173,8 @@ class TeacherScore(Detector):
         """A bi-encoder teacher encodes every pooled document and positive in one cache lookup
         and one encode, not one per query (at 100k queries, 100k lookups)."""
         teacher: Teacher = ctx.teacher
+        if _caches_pairs(ctx, teacher):
+            _score_pairs(ctx, teacher, pools)
         if teacher.encode is None:
             return
         wanted = [d for row, docs in pools for d in (*docs.tolist(), *ctx.positives[row].tolist())]
@@ -133,6 +185,11 @@ class TeacherScore(Detector):
         teacher: Teacher = ctx.teacher
         if teacher.encode is not None:
             cand, positives = _cached_scores(ctx, teacher, row, doc_indices)
+        elif _caches_pairs(ctx, teacher):
+            known = _score_pairs(ctx, teacher, [(row, doc_indices)])
+            cand = np.array([known[(row, d)] for d in doc_indices.tolist()], dtype=np.float32)
+            positives = np.array([known[(row, d)] for d in ctx.positives[row].tolist()],
+                                 dtype=np.float32)
         else:
             query = ctx.query_texts[row]
             cand = teacher.score(query, [ctx.doc_texts[d] for d in doc_indices])

@@ -202,6 +202,36 @@ class DatasetsMixin:
             )
             cur.unregister("new_vectors")
 
+    def cached_pair_scores(self, model_fp: str, pairs: pd.DataFrame) -> pd.DataFrame:
+        """The cached scores of a pair-scoring model (a cross-encoder) among ``pairs``
+        (query_hash, doc_hash). Columns: query_hash, doc_hash, score; uncached pairs are absent."""
+        if pairs.empty:
+            return pd.DataFrame(columns=["query_hash", "doc_hash", "score"])
+        cur = self._cursor()
+        cur.register("wanted_pairs", pairs[["query_hash", "doc_hash"]])
+        try:
+            return cur.execute(
+                "SELECT s.query_hash, s.doc_hash, any_value(s.score) AS score FROM pair_scores s "
+                "JOIN wanted_pairs w USING (query_hash, doc_hash) WHERE s.model_fp = ? "
+                "GROUP BY ALL", [model_fp]).df()
+        finally:
+            cur.unregister("wanted_pairs")
+
+    def put_pair_scores(self, model_fp: str, scores: pd.DataFrame) -> None:
+        """Add (query_hash, doc_hash, score) rows to the pair-score cache (one committed
+        transaction; pairs already cached are left alone)."""
+        if scores.empty:
+            return
+        with self._transaction() as cur:
+            cur.register("new_scores", scores[["query_hash", "doc_hash", "score"]])
+            cur.execute(
+                "INSERT INTO pair_scores SELECT DISTINCT ON (n.query_hash, n.doc_hash) ?, "
+                "n.query_hash, n.doc_hash, n.score FROM new_scores n WHERE NOT EXISTS ("
+                "SELECT 1 FROM pair_scores s WHERE s.model_fp = ? "
+                "AND s.query_hash = n.query_hash AND s.doc_hash = n.doc_hash)",
+                [model_fp, model_fp])
+            cur.unregister("new_scores")
+
     def count_vectors(self, model_fp: str | None = None) -> int:
         """Return how many vectors the cache holds (for one model, or all)."""
         if model_fp is None:

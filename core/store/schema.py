@@ -147,5 +147,14 @@ MIGRATIONS: tuple[str, ...] = (
         doc_id VARCHAR NOT NULL, query_hash VARCHAR NOT NULL, doc_hash VARCHAR NOT NULL
     );
     """,
+    # A cross-encoder teacher's score of a (query, document) pair, keyed like the embedding cache
+    # by the model's fingerprint and the texts' hashes, so a re-search, a grown dataset or a
+    # deeper pool scores only the pairs it has not scored before.
+    """
+    CREATE TABLE pair_scores (
+        model_fp VARCHAR NOT NULL, query_hash VARCHAR NOT NULL, doc_hash VARCHAR NOT NULL,
+        score FLOAT NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
