@@ -40,10 +40,19 @@ def _options() -> tuple[ExportOptions, str]:
                               help="flag-embedding always carries scores")
     reviewed = cols[3].checkbox("Only reviewed negatives", key="export_only_reviewed",
                                 disabled=not apply)
+    cols = st.columns([2, 1, 3], vertical_alignment="center")
+    drop = cols[0].checkbox("Leave out queries with more false negatives than", key="export_drop",
+                            disabled=not apply,
+                            help="RLHN's treatment of broad queries: a query with more pairs "
+                                 "marked false negative than this is left out (RLHN: 8)")
+    limit = cols[1].number_input("False negatives per query", min_value=0, value=8, step=1,
+                                 key="export_drop_limit", disabled=not (drop and apply),
+                                 label_visibility="collapsed")
     options = ExportOptions(format=fmt, apply_decisions=apply,
                             promote_false_negatives=promote and apply,
                             include_scores=scores and fmt != "flag-embedding",
-                            only_reviewed=reviewed and apply, num_negatives=int(k))
+                            only_reviewed=reviewed and apply, num_negatives=int(k),
+                            max_false_negatives=int(limit) if drop and apply else None)
     return options, suffix
 
 

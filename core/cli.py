@@ -173,6 +173,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         format=args.format, apply_decisions=not args.ignore_decisions,
         promote_false_negatives=args.promote_false_negatives, include_scores=args.scores,
         only_reviewed=args.only_reviewed, num_negatives=args.num_negatives,
+        max_false_negatives=args.max_false_negatives,
     )
     result = export_run(store, args.run, args.out, options)
     print(f"wrote {result.rows} rows for {result.queries} queries to {result.path} "
@@ -405,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add pairs marked false_negative as positives (RLHN relabeling)")
     p.add_argument("--only-reviewed", action="store_true",
                    help="export only negatives an annotator marked hard_negative")
+    p.add_argument("--max-false-negatives", type=int, metavar="N",
+                   help="leave out queries with more than N pairs marked false_negative (RLHN "
+                        "drops queries with more than 8)")
     p.add_argument("--scores", action="store_true", help="include scores")
 
     p = command("datasets", cmd_datasets, "list datasets")

@@ -55,6 +55,10 @@ class ExportOptions:
         include_scores: add score columns (flag-embedding always carries scores).
         only_reviewed: negatives only from reviewed hard negatives (needs apply_decisions).
         num_negatives: negatives per query; None takes the run's num_negatives.
+        max_false_negatives: RLHN's other treatment: leave out every query with more than this
+            many of its pool's pairs marked false negative (RLHN drops queries with more than 8;
+            broad queries with many unlabeled positives teach little). None keeps every query
+            (needs apply_decisions).
     """
 
     format: str
@@ -63,6 +67,7 @@ class ExportOptions:
     include_scores: bool = False
     only_reviewed: bool = False
     num_negatives: int | None = None
+    max_false_negatives: int | None = None
 
 
 @dataclass(frozen=True)
@@ -101,12 +106,13 @@ class FormatRows:
     queries: int
 
 
-# queries: the run's queries (those with a positive); queries_short: fewer than k negatives;
+# queries: the run's queries (those with a positive); queries_dropped_for_false_negatives: left
+# out by max_false_negatives; queries_short: fewer than k negatives;
 # *_excluded: distinct pool pairs removed (dataset positives are never negatives); rows_dropped:
 # rows a format could not form (n-tuple: short queries; lists: queries without negatives).
 COUNT_KEYS = (
-    "queries", "queries_short", "false_negatives_excluded", "unsure_excluded",
-    "positives_excluded", "reviewed_hard_negatives_used", "refilled", "promoted_positives",
+    "queries", "queries_dropped_for_false_negatives", "queries_short",
+    "false_negatives_excluded", "unsure_excluded", "positives_excluded", "reviewed_hard_negatives_used", "refilled", "promoted_positives",
     "rows", "rows_dropped",
 )
 # Decisions that keep a pair out of the negatives, and the count that reports them.
@@ -137,6 +143,15 @@ def _choose_positives(positives: pd.DataFrame, promoted: pd.DataFrame, queries: 
     return pos[["query_id", "q_order", "doc_id", "score", "idx"]]
 
 
+def _drop_broad_queries(queries: pd.DataFrame, negatives: pd.DataFrame, decided: pd.DataFrame,
+                        limit: int, counts: dict[str, int]) -> tuple[pd.DataFrame, ...]:
+    """Leave out the queries with more than ``limit`` pool pairs marked false negative."""
+    marked = decided[decided["label"].eq("false_negative")].groupby("query_id").size()
+    dropped = set(marked[marked > limit].index)
+    counts["queries_dropped_for_false_negatives"] = len(dropped)
+    return tuple(frame[~frame["query_id"].isin(dropped)] for frame in (queries, negatives, decided))
+
+
 def _plan(store: Store, run: RunInfo, options: ExportOptions,
           max_queries: int | None = None) -> tuple[ExportPlan, dict, dict]:
     """Choose positives and negatives for every query of the run (queries with a positive), or
@@ -156,6 +171,10 @@ def _plan(store: Store, run: RunInfo, options: ExportOptions,
     negatives = negatives.astype({"score": float}).sort_values(["q_order", "idx"], kind="stable")
     n_positive, decided = store.export_pool_facts(run.run_id, run.dataset_id, wanted)
     decided = decided[decided["query_id"].isin(queries["query_id"])].astype({"score": float})
+    counts["queries"] = len(queries)
+    if options.max_false_negatives is not None:
+        queries, negatives, decided = _drop_broad_queries(
+            queries, negatives, decided, options.max_false_negatives, counts)
     counts["positives_excluded"] = n_positive
     if options.apply_decisions:
         for label, key in _EXCLUDED.items():
@@ -171,7 +190,6 @@ def _plan(store: Store, run: RunInfo, options: ExportOptions,
     quality = export_quality(store, run, negatives, k)
     negatives = negatives[["query_id", "q_order", "doc_id", "score", "idx", "text"]]
     per_query = negatives.groupby("query_id").size().reindex(queries["query_id"], fill_value=0)
-    counts["queries"] = len(queries)
     counts["queries_short"] = int((per_query < k).sum())
     queries = queries[["query_id", "text", "pos_score", "q_order"]]
     plan = ExportPlan(queries, pos, negatives.reset_index(drop=True), k, run.query_prompt)
@@ -400,9 +418,14 @@ def _check_options(options: ExportOptions) -> None:
     k = options.num_negatives
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         raise WorkbenchError(f"num_negatives must be a whole number of at least 1, not {k!r}")
-    if not options.apply_decisions and (options.promote_false_negatives or options.only_reviewed):
-        raise WorkbenchError("promote_false_negatives and only_reviewed use annotators' decisions; "
-                             "they need apply_decisions=True")
+    limit = options.max_false_negatives
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise WorkbenchError(
+            f"max_false_negatives must be a whole number of at least 0, not {limit!r}")
+    if not options.apply_decisions and (options.promote_false_negatives or options.only_reviewed
+                                         or limit is not None):
+        raise WorkbenchError("promote_false_negatives, only_reviewed and max_false_negatives use "
+                             "annotators' decisions; they need apply_decisions=True")
     if options.include_scores and options.format == "flag-embedding":
         warnings.warn("include_scores is ignored by flag-embedding, which always carries scores",
                       stacklevel=4)

@@ -218,7 +218,8 @@ def test_default_choice_and_counts(mined):
     store, run_id = mined
     assert chosen(store, run_id) == {"q1": (["d1", "d2"], ["d3", "d4"]), "q2": (["d5"], ["d6"])}
     counts = build_export(store, run_id, ExportOptions("triplet")).attrs["counts"]
-    assert counts == {"queries": 2, "queries_short": 1, "false_negatives_excluded": 0,
+    assert counts == {"queries": 2, "queries_dropped_for_false_negatives": 0,
+                      "queries_short": 1, "false_negatives_excluded": 0,
                       "unsure_excluded": 0, "positives_excluded": 0,
                       "reviewed_hard_negatives_used": 0, "refilled": 0, "promoted_positives": 0,
                       "rows": 5, "rows_dropped": 0}
@@ -271,6 +272,34 @@ def test_promoted_false_negative_becomes_a_positive(mined):
     assert q1["label"].tolist() == [1, 1, 1, 0, 0]
     assert q1["score"].tolist()[2] == 0.875  # a promoted positive keeps its own score
     assert frame.attrs["counts"]["promoted_positives"] == 1
+
+
+def test_queries_with_too_many_false_negatives_are_left_out(mined, tmp_path):
+    """RLHN's drop-the-query treatment: q1 has two pairs marked false negative, q2 none."""
+    store, run_id = mined
+    decide(store, "q1", "d3", "false_negative")
+    decide(store, "q1", "d4", "false_negative")
+    for limit, kept, dropped, excluded in ((0, {"q2"}, 1, 0), (1, {"q2"}, 1, 0),
+                                           (2, {"q1", "q2"}, 0, 2)):
+        frame = build_export(store, run_id, ExportOptions("flag-embedding",
+                                                          max_false_negatives=limit))
+        assert set(frame["query_id"]) == kept
+        assert frame.attrs["counts"]["queries_dropped_for_false_negatives"] == dropped
+        assert frame.attrs["counts"]["false_negatives_excluded"] == excluded
+    # kept, q1's negatives refill from d6 (d7 is not eligible)
+    assert chosen(store, run_id, max_false_negatives=2)["q1"] == (["d1", "d2"], ["d6"])
+    assert set(chosen(store, run_id, max_false_negatives=1, promote_false_negatives=True)) == {
+        "q2"}
+    result = export_run(store, run_id, tmp_path / "out.jsonl",
+                        ExportOptions("triplet", max_false_negatives=1))
+    manifest = json.loads(result.manifest_path.read_text(encoding="utf-8"))
+    assert manifest["options"]["max_false_negatives"] == 1 and result.queries == 1
+    assert manifest["counts"]["queries_dropped_for_false_negatives"] == 1
+    with pytest.raises(WorkbenchError, match="max_false_negatives must be a whole number"):
+        build_export(store, run_id, ExportOptions("triplet", max_false_negatives=-1))
+    with pytest.raises(WorkbenchError, match="need apply_decisions"):
+        build_export(store, run_id, ExportOptions("triplet", apply_decisions=False,
+                                                  max_false_negatives=3))
 
 
 def test_reviewed_hard_negative_is_preferred_over_a_selected_one(mined):
@@ -396,7 +425,8 @@ def test_manifest_records_the_run_options_counts_and_sha256(mined, tmp_path):
         "path": str(out.resolve())}
     assert manifest["options"] == {"format": "n-tuple", "apply_decisions": True,
                                    "promote_false_negatives": False, "include_scores": True,
-                                   "only_reviewed": False, "num_negatives": None}
+                                   "only_reviewed": False, "num_negatives": None,
+                                   "max_false_negatives": None}
     assert manifest["counts"] == result.counts
     assert manifest["quality"] == result.quality and result.quality["negatives"] == 3
     created = datetime.fromisoformat(manifest["created_at"])

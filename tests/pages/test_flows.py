@@ -197,6 +197,15 @@ def test_export_writes_a_file_and_its_manifest(data_dir):
     assert _metric(at, "Hardness") == f"{quality['hardness']:.3f}"
     assert _metric(at, "Of the pool's hardest 3") == f"{quality['relative_hardness']:.0%}"
     assert _metric(at, "Above suspicion 0.65") == f"{quality['flagged']} of 36"
+    # RLHN's drop-the-query treatment: one pair marked false negative, at most 0 allowed
+    store = Store(workspace)
+    pair = store.run_candidates(run_id).query("selected").iloc[0]
+    store.record_decision(pair.query_hash, pair.doc_hash, "false_negative", "ann")
+    at.checkbox(key="export_drop").check().run()
+    at.number_input(key="export_drop_limit").set_value(0).run()
+    counts = _frame(at, "count").set_index("count")["value"]
+    assert not at.exception and counts["queries dropped for false negatives"] == 1
+    assert counts["queries"] == 12 and len(_frame(at, "anchor")) == 11 * 2 * 3
 
 
 def test_margins_what_if_counts_react(seeded):
