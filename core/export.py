@@ -112,8 +112,8 @@ class FormatRows:
 # rows a format could not form (n-tuple: short queries; lists: queries without negatives).
 COUNT_KEYS = (
     "queries", "queries_dropped_for_false_negatives", "queries_short",
-    "false_negatives_excluded", "unsure_excluded", "positives_excluded", "reviewed_hard_negatives_used", "refilled", "promoted_positives",
-    "rows", "rows_dropped",
+    "false_negatives_excluded", "unsure_excluded", "positives_excluded",
+    "reviewed_hard_negatives_used", "refilled", "promoted_positives", "rows", "rows_dropped",
 )
 # Decisions that keep a pair out of the negatives, and the count that reports them.
 _EXCLUDED = {"false_negative": "false_negatives_excluded", "unsure": "unsure_excluded"}
