@@ -119,9 +119,12 @@ try:
     cols[4].metric("Hardness after refilling",
                    f"{result.hardness_after:.3f}" if refilled else "–",
                    delta=f"{result.hardness_after - result.hardness:+.3f}" if refilled else None,
-                   help="mean score of each query's k highest-scoring candidates the filters "
-                        f"keep, against the run's selected negatives ({result.hardness:.3f}); "
-                        "decisions are not applied here")
+                   help="mean score of each query's reviewed hard negatives, then its "
+                        "highest-scoring candidates the filters keep and no annotator rejected, "
+                        f"k in all; against the run's selected negatives ({result.hardness:.3f})")
+    if refilled and result.pool_hardest > 0:
+        cols[4].caption(f"{result.hardness_after / result.pool_hardest:.0%} of the pool's "
+                        f"hardest {result.k} ({result.pool_hardest:.3f})")
     if not result.rules.empty:
         st.dataframe(result.rules, hide_index=True, key="margins_rules")
 except WorkbenchError as err:

@@ -68,12 +68,16 @@ class WhatIfResult:
         selected, selected_dropped: the run's selected negatives, and how many any rule drops.
         pool, pool_dropped: the same over the whole stored pool.
         queries, queries_affected: queries, and those losing at least one selected negative.
-        queries_short: queries whose stored pool keeps fewer than k candidates after the filters,
-            so even refilling from the pool leaves them short.
+        queries_short: queries whose stored pool keeps fewer than k candidates after the filters
+            and the decisions, so even refilling from the pool leaves them short.
         k: negatives per query the run asked for.
         hardness: mean score of the run's selected negatives.
-        hardness_after: mean score of what refilling would select: each query's k
-            highest-scoring candidates the filters keep (NaN when they keep none).
+        hardness_after: mean score of what refilling would select, decisions applied as an
+            export applies them: per query its reviewed hard negatives (the filters do not hold
+            them back), then the highest-scoring candidates the filters keep that no annotator
+            marked false negative or unsure, k in all (NaN when nothing is kept).
+        pool_hardest: mean score of each query's k highest-scoring pool candidates, what plain
+            top-k takes (the yardstick ``core.export.export_quality`` reads hardness against).
     """
 
     rules: pd.DataFrame
@@ -87,6 +91,7 @@ class WhatIfResult:
     k: int
     hardness: float = float("nan")
     hardness_after: float = float("nan")
+    pool_hardest: float = float("nan")
 
 
 def _rule_masks(pool: pd.DataFrame, what_if: WhatIf) -> dict[str, np.ndarray]:
@@ -130,19 +135,28 @@ def what_if(store: Store, run_id: int, filters: WhatIf) -> WhatIfResult:
         {"rule": name, "selected dropped": int((mask & selected).sum()),
          "pool dropped": int(mask.sum())} for name, mask in masks.items()
     ], columns=["rule", "selected dropped", "pool dropped"])
-    kept = pool.loc[~dropped].groupby("query_id").size().reindex(
+    k = run.num_negatives
+    decision = pool["decision"].fillna("").to_numpy()
+    reviewed = decision == "hard_negative"
+    usable = (reviewed | ~dropped) & ~np.isin(decision, ["false_negative", "unsure"])
+    kept = pool.loc[usable].groupby("query_id").size().reindex(
         pool["query_id"].unique(), fill_value=0)
     affected = pool.loc[dropped & selected, "query_id"].nunique()
-    refill = (pool.loc[~dropped].drop_duplicates(["query_id", "doc_id"])
-              .sort_values(["query_id", "score"], ascending=[True, False], kind="stable")
-              .groupby("query_id", sort=False).head(run.num_negatives))
+    refill = (pool.loc[usable].assign(first=~reviewed[usable])
+              .drop_duplicates(["query_id", "doc_id"])
+              .sort_values(["query_id", "first", "score"], ascending=[True, True, False],
+                           kind="stable")
+              .groupby("query_id", sort=False).head(k))
+    hardest = (pool.drop_duplicates(["query_id", "doc_id"])
+               .sort_values(["query_id", "score"], ascending=[True, False], kind="stable")
+               .groupby("query_id", sort=False).head(k))
     return WhatIfResult(
         rules=rules, selected=int(selected.sum()), selected_dropped=int((dropped & selected).sum()),
         pool=len(pool), pool_dropped=int(dropped.sum()), queries=int(pool["query_id"].nunique()),
-        queries_affected=int(affected), queries_short=int((kept < run.num_negatives).sum()),
-        k=run.num_negatives,
+        queries_affected=int(affected), queries_short=int((kept < k).sum()), k=k,
         hardness=float(pool.loc[selected, "score"].mean()) if selected.any() else float("nan"),
         hardness_after=float(refill["score"].mean()) if len(refill) else float("nan"),
+        pool_hardest=float(hardest["score"].mean()) if len(hardest) else float("nan"),
     )
 
 

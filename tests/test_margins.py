@@ -62,6 +62,31 @@ def test_hardness_after_refilling_is_the_mean_of_each_querys_k_best_kept(store, 
     assert unfiltered.hardness_after == pytest.approx(unfiltered.hardness)  # top-k refills itself
 
 
+def test_hardness_after_refilling_applies_decisions_as_an_export_does(store, mined):
+    """A pair marked false negative never refills; a reviewed hard negative is kept first even
+    when a filter would drop it; the pool's hardest k ignore both."""
+    pool = store.run_candidates(mined.run_id)
+    pool = pool[pool["rank"].notna()]
+    k = store.get_run(mined.run_id).num_negatives
+    threshold = float(pool["score"].quantile(0.6))
+    ranked = pool.sort_values("score", ascending=False)
+    hardest_q1 = ranked[ranked.query_id == "q1"].iloc[0]  # above the threshold: dropped anyway
+    low_q2 = ranked[(ranked.query_id == "q2") & (ranked.score <= threshold)].iloc[0]
+    store.record_decision(hardest_q1.query_hash, hardest_q1.doc_hash, "hard_negative", "ann")
+    store.record_decision(low_q2.query_hash, low_q2.doc_hash, "false_negative", "ann")
+    result = what_if(store, mined.run_id, WhatIf(max_score=threshold))
+    usable = pool[((pool.score <= threshold) | (pool.doc_id == hardest_q1.doc_id)
+                   & (pool.query_id == "q1"))
+                  & ~((pool.query_id == "q2") & (pool.doc_id == low_q2.doc_id))]
+    usable = usable.assign(first=~((usable.query_id == "q1")
+                                   & (usable.doc_id == hardest_q1.doc_id)))
+    expected = usable.sort_values(["query_id", "first", "score"],
+                                  ascending=[True, True, False]).groupby("query_id").head(k)
+    assert result.hardness_after == pytest.approx(expected["score"].mean())
+    top = ranked.groupby("query_id").head(k)
+    assert result.pool_hardest == pytest.approx(top["score"].mean())
+
+
 def test_relative_margin_and_unscored_suspicion(store, mined):
     pool = mined.candidates
     result = what_if(store, mined.run_id, WhatIf(relative_margin=0.95, suspicion_threshold=0.5))
