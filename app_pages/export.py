@@ -76,7 +76,7 @@ def _preview(options: ExportOptions) -> None:
 
 
 def _quality(quality: dict) -> None:
-    """How hard and how suspect the negatives are (``core.export.export_quality``)."""
+    """How hard and how suspect the negatives are (``core.export_quality.export_quality``)."""
     if not quality.get("negatives"):
         return
     cols = st.columns(4)

@@ -165,7 +165,8 @@ def cmd_mine(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from core.export import ExportOptions, export_run, quality_text
+    from core.export import ExportOptions, export_run
+    from core.export_quality import quality_text
     from core.store import Store
 
     store = Store(args.workspace)

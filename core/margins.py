@@ -77,7 +77,7 @@ class WhatIfResult:
             them back), then the highest-scoring candidates the filters keep that no annotator
             marked false negative or unsure, k in all (NaN when nothing is kept).
         pool_hardest: mean score of each query's k highest-scoring pool candidates, what plain
-            top-k takes (the yardstick ``core.export.export_quality`` reads hardness against).
+            top-k takes (the yardstick ``core.export_quality.export_quality`` reads hardness against).
     """
 
     rules: pd.DataFrame

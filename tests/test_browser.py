@@ -215,7 +215,7 @@ def test_load_mine_review_export_in_chromium(server):
             _shot(page, "review")
 
             _goto(page, "Export")
-            # how hard and how suspect the previewed negatives are (core.export.export_quality)
+            # how hard and how suspect the previewed negatives are (core.export_quality)
             page.get_by_text("Of the pool's hardest 5").wait_for()
             page.get_by_text("Above suspicion 0.65").wait_for()
             page.locator(".st-key-export_write button").click()
