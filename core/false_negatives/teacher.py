@@ -171,7 +171,9 @@ class TeacherScore(Detector):
 
     def prepare(self, ctx: DetectionContext, pools: list[tuple[int, np.ndarray]]) -> None:
         """A bi-encoder teacher encodes every pooled document and positive in one cache lookup
-        and one encode, not one per query (at 100k queries, 100k lookups)."""
+        and one encode, not one per query (at 100k queries, 100k lookups); a cross-encoder
+        loaded with a workspace reads every pooled pair's cached score at once and scores the
+        rest in one call."""
         teacher: Teacher = ctx.teacher
         if _caches_pairs(ctx, teacher):
             _score_pairs(ctx, teacher, pools)
