@@ -196,13 +196,16 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from core.runs import run_choice
     from core.store import Store
 
     for r in Store(args.workspace).list_runs():
         total = r.timings.get("total")
         took = f"{total:.1f}s" if total is not None else "-"
+        chosen = f"\t{run_choice(r)}" if run_choice(r) else ""
         print(f"{r.run_id}\t{r.status}\t{r.strategy}\t{json.dumps(r.params)}\tk={r.num_negatives}"
-              f"\t{r.n_queries or 0} queries\t{len(r.short_queries)} short\t{took}\t{r.model}")
+              f"\t{r.n_queries or 0} queries\t{len(r.short_queries)} short\t{took}\t{r.model}"
+              + chosen)
     return 0
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from core.audit import audit_report
 from core.errors import WorkbenchError
+from core.runs import run_choice
 from core.store import LABELS, Store
 
 
@@ -39,7 +40,8 @@ def workspace_summary(path: str | Path) -> WorkspaceSummary:
     audited = _audit_estimates(store)
     runs = pd.DataFrame([{
         "run": r.run_id, "status": r.status, "strategy": r.strategy,
-        "params": json.dumps(r.params), "k": r.num_negatives, "queries": r.n_queries,
+        "params": json.dumps(r.params), "chosen": run_choice(r), "k": r.num_negatives,
+        "queries": r.n_queries,
         "short": len(r.short_queries), "model": r.model,
         "seconds": round(r.timings.get("total", 0.0), 1),
         "audited false negatives": audited.get(r.run_id, ""),

@@ -21,6 +21,8 @@ def _run_row(run: RunInfo, dataset_names: dict[int, str]) -> dict[str, object]:
         "seed": run.seed, "queries": run.n_queries, "short queries": len(run.short_queries),
         "created": run.created_at,
     }
+    if run_choice(run):
+        row["chosen"] = run_choice(run)
     for phase, seconds in run.timings.items():
         row[f"{phase} (s)"] = round(float(seconds), 2)
     for rule, count in run.filter_counts.items():
@@ -39,6 +41,12 @@ def runs_frame(store: Store) -> pd.DataFrame:
 def finished_runs(store: Store) -> list[RunInfo]:
     """The finished runs, newest first (what the pages offer to look at)."""
     return [r for r in store.list_runs() if r.status == "done"]
+
+
+def run_choice(run: RunInfo) -> str:
+    """What the strategy chose for the run beyond its parameters (curated's threshold for a
+    hardness target), in words; empty when it chose nothing."""
+    return str(run.search.get("strategy_choice", {}).get("text", "")) if run.search else ""
 
 
 def run_label(run: RunInfo) -> str:

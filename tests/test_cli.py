@@ -147,6 +147,9 @@ def test_default_strategy_is_curated_and_learn_needs_decisions(tmp_path, tiny_be
     assert main(["mine", "--workspace", ws, "--num-negatives", "2", "--quiet",
                  "--param", "min_relative_hardness=0.8"]) == 0
     assert "  curated: held back above suspicion " in capsys.readouterr().out
+    assert main(["runs", "--workspace", ws]) == 0
+    newest = capsys.readouterr().out.splitlines()[0]
+    assert newest.startswith("2\tdone\tcurated") and "\theld back above suspicion " in newest
     assert main(["learn", "--workspace", ws]) == 1
     assert "learning needs at least 20 false-negative" in capsys.readouterr().err
 

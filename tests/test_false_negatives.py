@@ -673,6 +673,16 @@ def test_curated_reaches_the_hardness_asked_for(topical_ws, tmp_path):
                                             params={"max_suspicion": lower}))
             assert run_quality(store, below.run_id)["relative_hardness"] < target
         assert "held back above suspicion" in choice["text"]
+        # the runs tables say what was chosen beside the parameters asked for
+        from core.overview import workspace_summary
+        from core.runs import runs_frame
+
+        frame = runs_frame(store).set_index("run")
+        assert frame.loc[run.run_id, "chosen"] == choice["text"]
+        assert pd.isna(frame.loc[below.run_id, "chosen"])
+        overview = workspace_summary(store.path).runs.set_index("run")
+        assert overview.loc[run.run_id, "chosen"] == choice["text"]
+        assert overview.loc[below.run_id, "chosen"] == ""
 
 
 def test_curated_respects_suspicion_and_decisions(topical_ws, tmp_path):
