@@ -113,8 +113,11 @@ def _audit(options: ExportOptions) -> None:
     """Draw a random sample of the exported negatives, send it to review, show the estimate."""
     st.subheader("Audit: how many false negatives does the export hold?")
     k = options.num_negatives or run.num_negatives
+    limit = options.max_false_negatives
+    left_out = ("" if limit is None else
+                f", leaving out queries with more than {limit} marked false negative")
     st.caption(f"Draw a random sample of the negatives an export of {k} per query takes "
-               "(decisions applied) and decide it on the Review page in the sample's order: the "
+               f"(decisions applied{left_out}) and decide it on the Review page in the sample's order: the "
                "decisions estimate the whole export's false-negative rate, with an interval. "
                "Stopping early still estimates fairly; the interval is then wider.")
     cols = st.columns([1, 1, 1], vertical_alignment="bottom")
@@ -122,7 +125,7 @@ def _audit(options: ExportOptions) -> None:
                                 key="audit_size")
     if cols[1].button("Draw a sample", key="audit_draw", icon=":material/casino:"):
         drawn = draw_audit(store, run.run_id, int(size), created_by=common.annotator() or None,
-                           num_negatives=k)
+                           num_negatives=k, max_false_negatives=limit)
         st.session_state["audit_message"] = (f"Drew audit {drawn.audit_id}: {drawn.size:,} of "
                                              f"{drawn.exported:,} exported negatives.")
     audits = store.list_audits(run.run_id)

@@ -25,7 +25,7 @@ import numpy as np
 from scipy.special import ndtri
 
 from core.errors import WorkbenchError
-from core.export import planned_negatives
+from core.export import planned_negatives, queries_over_limit
 from core.store import AuditInfo, Store
 
 DEFAULT_AUDIT_SIZE = 100
@@ -34,12 +34,15 @@ CONFIDENCE = 0.95
 
 def draw_audit(store: Store, run_id: int | None = None, size: int = DEFAULT_AUDIT_SIZE,
                seed: int | None = None, created_by: str | None = None,
-               num_negatives: int | None = None) -> AuditInfo:
+               num_negatives: int | None = None,
+               max_false_negatives: int | None = None) -> AuditInfo:
     """Draw ``size`` of the run's exported negatives at random (all of them when fewer) and
     store them, in review order, as a new audit.
 
     Args:
         num_negatives: negatives per query of the export to audit (default: the run's k).
+        max_false_negatives: audit the export that leaves out queries with more than this many
+            pairs marked false negative (``ExportOptions.max_false_negatives``).
 
     Raises:
         WorkbenchError: the run is not finished, exports no negatives, ``size`` < 1 or
@@ -50,11 +53,17 @@ def draw_audit(store: Store, run_id: int | None = None, size: int = DEFAULT_AUDI
     if num_negatives is not None and num_negatives < 1:
         raise WorkbenchError(f"an audited export needs at least one negative per query, got "
                              f"{num_negatives}")
+    if max_false_negatives is not None and max_false_negatives < 0:
+        raise WorkbenchError(f"max_false_negatives must be at least 0, got {max_false_negatives}")
     run = store.get_run(run_id)
     if run.status != "done":
         raise WorkbenchError(f"run {run.run_id} is {run.status}; audit a finished run")
     k = num_negatives or run.num_negatives
     planned = planned_negatives(store, run.run_id, k)
+    if max_false_negatives is not None:
+        _, decided = store.export_pool_facts(run.run_id, run.dataset_id)
+        planned = planned[~planned["query_id"].isin(
+            queries_over_limit(decided, max_false_negatives))]
     if planned.empty:
         raise WorkbenchError(f"run {run.run_id} exports no negatives: there is nothing to audit")
     # Sorted first, so a seed draws the same pairs whatever order the export query returns.
@@ -64,8 +73,17 @@ def draw_audit(store: Store, run_id: int | None = None, size: int = DEFAULT_AUDI
     order = rng.choice(len(planned), size=min(size, len(planned)), replace=False)
     pairs = planned.iloc[order][["query_id", "doc_id"]]
     audit_id = store.create_audit(run.run_id, k, pairs, seed, len(planned),
-                                  int(planned["query_id"].nunique()), created_by)
+                                  int(planned["query_id"].nunique()), created_by,
+                                  max_false_negatives)
     return store.get_audit(audit_id)
+
+
+def _left_out(audit: AuditInfo) -> str:
+    """How the audited export chose its queries, when it left some out."""
+    if audit.max_false_negatives is None:
+        return ""
+    return (f", leaving out queries with more than {audit.max_false_negatives} marked false "
+            "negative")
 
 
 def wilson_interval(successes: int, n: int, population: int | None = None,
@@ -132,7 +150,7 @@ class AuditReport:
         a = self.audit
         lines = [f"audit {a.audit_id} of run {a.run_id}: {a.size:,} of the {a.exported:,} "
                  f"negatives an export of {a.num_negatives} per query took "
-                 f"({a.exported_queries:,} queries), seed {a.seed}; "
+                 f"({a.exported_queries:,} queries{_left_out(a)}), seed {a.seed}; "
                  f"{self.decided:,} decided ({self.hard_negatives:,} hard negatives, "
                  f"{self.false_negatives:,} false negatives), {self.unsure:,} unsure, "
                  f"{self.undecided:,} to go"]
@@ -198,12 +216,14 @@ def latest_audit_summary(store: Store, run_id: int) -> dict | None:
     interval = None if report.fn_rate is None else [round(report.low, 4), round(report.high, 4)]
     return {
         "audit_id": a.audit_id, "drawn_at": a.created_at.isoformat(timespec="seconds"),
-        "num_negatives": a.num_negatives, "seed": a.seed, "sample_size": a.size,
+        "num_negatives": a.num_negatives, "max_false_negatives": a.max_false_negatives,
+        "seed": a.seed, "sample_size": a.size,
         "exported_when_drawn": a.exported,
         "decided": report.decided, "false_negatives": report.false_negatives,
         "unsure": report.unsure, "undecided": report.undecided,
         "estimated_fn_rate": None if report.fn_rate is None else round(report.fn_rate, 4),
         "interval": interval, "confidence": CONFIDENCE,
         "estimates": "the false-negative rate of the run's export with num_negatives per query "
+                     "(leaving out queries with more than max_false_negatives, when set) "
                      "(decisions applied) as it was when the sample was drawn",
     }

@@ -269,7 +269,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     store = Store(args.workspace)
     if args.action == "draw":
         audit = draw_audit(store, args.run, args.size, args.seed, args.annotator,
-                           args.num_negatives)
+                           args.num_negatives, args.max_false_negatives)
         print(f"audit {audit.audit_id} of run {audit.run_id}: drew {audit.size:,} of the "
               f"{audit.exported:,} negatives an export of {audit.num_negatives} per query takes "
               f"(seed {audit.seed}); decide them in this order (the app's Export page sends "
@@ -462,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed of the draw (default: random, printed)")
     p.add_argument("--num-negatives", type=int,
                    help="negatives per query of the export to audit (default: the run's k)")
+    p.add_argument("--max-false-negatives", type=int, metavar="N",
+                   help="audit the export that leaves out queries with more than N pairs marked "
+                        "false_negative (export --max-false-negatives)")
     p.add_argument("--annotator", help="who drew it (recorded with the audit)")
     p.set_defaults(handler=cmd_audit)
     p = actions.add_parser("report", help="the estimate from the audit's decisions so far")

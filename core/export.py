@@ -143,11 +143,18 @@ def _choose_positives(positives: pd.DataFrame, promoted: pd.DataFrame, queries: 
     return pos[["query_id", "q_order", "doc_id", "score", "idx"]]
 
 
+def queries_over_limit(decided: pd.DataFrame, limit: int) -> set[str]:
+    """The queries with more than ``limit`` of ``decided``'s pairs (query_id, label; the pool's
+    decided pairs, ``Store.export_pool_facts``) marked false negative: what
+    ``max_false_negatives`` leaves out."""
+    marked = decided[decided["label"].eq("false_negative")].groupby("query_id").size()
+    return set(marked[marked > limit].index)
+
+
 def _drop_broad_queries(queries: pd.DataFrame, negatives: pd.DataFrame, decided: pd.DataFrame,
                         limit: int, counts: dict[str, int]) -> tuple[pd.DataFrame, ...]:
     """Leave out the queries with more than ``limit`` pool pairs marked false negative."""
-    marked = decided[decided["label"].eq("false_negative")].groupby("query_id").size()
-    dropped = set(marked[marked > limit].index)
+    dropped = queries_over_limit(decided, limit)
     counts["queries_dropped_for_false_negatives"] = len(dropped)
     return tuple(frame[~frame["query_id"].isin(dropped)] for frame in (queries, negatives, decided))
 

@@ -53,6 +53,30 @@ def test_an_audit_samples_the_export_of_the_k_asked_for(store, tmp_path):
         draw_audit(store, mined.run_id, size=5, num_negatives=0)
 
 
+def test_an_audit_samples_the_export_that_leaves_out_broad_queries(store, tmp_path):
+    """With max_false_negatives the audit samples what such an export takes: not the queries
+    it leaves out, and its report says so."""
+    from core.export import ExportOptions, build_export
+
+    mined = synthetic_workspace(store, tmp_path / "tiny", k=2)
+    pool = store.run_candidates(mined.run_id)
+    for doc_id in pool.loc[pool.query_id == "q1"].doc_id.head(2):
+        decide(store, mined.run_id, "q1", doc_id, "false_negative", "ann")
+    export = build_export(store, mined.run_id, ExportOptions("flag-embedding",
+                                                             max_false_negatives=1))
+    expected = {(q, d) for q, ids in zip(export["query_id"], export["neg_ids"]) for d in ids}
+    audit = draw_audit(store, mined.run_id, size=1000, seed=2, max_false_negatives=1)
+    assert set(audit_pairs(store, audit.audit_id)) == expected
+    assert "q1" not in {q for q, _ in expected} and audit.exported_queries == 3
+    assert audit.max_false_negatives == 1 == store.get_audit(audit.audit_id).max_false_negatives
+    assert "leaving out queries with more than 1 marked false negative" in audit_report(
+        store, audit.audit_id).text()
+    plain = draw_audit(store, mined.run_id, size=1000, seed=2)
+    assert plain.max_false_negatives is None and plain.exported_queries == 4
+    with pytest.raises(WorkbenchError, match="max_false_negatives must be at least 0"):
+        draw_audit(store, mined.run_id, size=5, max_false_negatives=-1)
+
+
 def test_draw_refuses_bad_requests(store, tmp_path):
     with pytest.raises(WorkbenchError, match="at least one pair"):
         draw_audit(store, None, size=0)
@@ -145,6 +169,11 @@ def test_cli_draws_and_reports(store, tmp_path, capsys):
     assert "at least one pair" in capsys.readouterr().err
     assert main(["audit", "draw", "--workspace", path, "--num-negatives", "3", "--size", "1"]) == 0
     assert "an export of 3 per query takes" in capsys.readouterr().out
+    assert main(["audit", "draw", "--workspace", path, "--max-false-negatives", "0",
+                 "--size", "1"]) == 0
+    capsys.readouterr()
+    assert main(["audit", "report", "--workspace", path]) == 0
+    assert "leaving out queries with more than 0 marked" in capsys.readouterr().out
 
 
 def test_an_export_manifest_records_the_newest_audit(store, tmp_path):

@@ -16,7 +16,8 @@ class AuditsMixin:
     """The Store's audits (module docstring)."""
 
     def create_audit(self, run_id: int, num_negatives: int, pairs: pd.DataFrame, seed: int,
-                     exported: int, exported_queries: int, created_by: str | None = None) -> int:
+                     exported: int, exported_queries: int, created_by: str | None = None,
+                     max_false_negatives: int | None = None) -> int:
         """Store a sample of the run's exported negatives, in review order, and return its id.
 
         ``pairs``: query_id, doc_id in the order they are to be reviewed.
@@ -33,9 +34,9 @@ class AuditsMixin:
             try:
                 audit_id = cur.execute("SELECT nextval('audit_seq')").fetchall()[0][0]
                 cur.execute(
-                    "INSERT INTO audits VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO audits VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [audit_id, run.run_id, num_negatives, seed, len(frame), exported,
-                     exported_queries, created_by, _now()])
+                     exported_queries, created_by, _now(), max_false_negatives])
                 inserted = cur.execute(
                     """
                     INSERT INTO audit_pairs
@@ -55,7 +56,8 @@ class AuditsMixin:
     @staticmethod
     def _audit_from_row(row: tuple) -> AuditInfo:
         return AuditInfo(int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]),
-                         int(row[5]), int(row[6]), row[7], row[8])
+                         int(row[5]), int(row[6]), row[7], row[8],
+                         None if row[9] is None else int(row[9]))
 
     def list_audits(self, run_id: int | None = None) -> list[AuditInfo]:
         """Audits, newest first; of one run when ``run_id`` is given."""

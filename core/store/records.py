@@ -138,7 +138,8 @@ _CANDIDATE_COLUMNS = (
 class AuditInfo:
     """A seeded sample of a run's exported negatives (``core.audit``): ``size`` pairs drawn from
     the ``exported`` negatives of ``exported_queries`` queries an export of ``num_negatives`` per
-    query took when it was drawn."""
+    query took when it was drawn (leaving out queries with more than ``max_false_negatives``
+    pairs marked false negative, when set)."""
 
     audit_id: int
     run_id: int
@@ -149,3 +150,4 @@ class AuditInfo:
     exported_queries: int
     created_by: str | None
     created_at: datetime
+    max_false_negatives: int | None = None

@@ -156,5 +156,10 @@ MIGRATIONS: tuple[str, ...] = (
         score FLOAT NOT NULL
     );
     """,
+    # An audit of an export that leaves out queries with many false negatives (RLHN) records
+    # the limit, so its report says which export it estimates.
+    """
+    ALTER TABLE audits ADD COLUMN max_false_negatives INTEGER;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

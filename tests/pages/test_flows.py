@@ -206,6 +206,11 @@ def test_export_writes_a_file_and_its_manifest(data_dir):
     counts = _frame(at, "count").set_index("count")["value"]
     assert not at.exception and counts["queries dropped for false negatives"] == 1
     assert counts["queries"] == 12 and len(_frame(at, "anchor")) == 11 * 2 * 3
+    # an audit drawn here samples that export
+    assert any("leaving out queries with more than 0 marked false negative" in c.value
+               for c in at.caption)
+    at.button(key="audit_draw").click().run()
+    assert store.get_audit(run_id=run_id).max_false_negatives == 0
 
 
 def test_margins_what_if_counts_react(seeded):
