@@ -117,8 +117,9 @@ def _audit(options: ExportOptions) -> None:
     left_out = ("" if limit is None else
                 f", leaving out queries with more than {limit} marked false negative")
     st.caption(f"Draw a random sample of the negatives an export of {k} per query takes "
-               f"(decisions applied{left_out}) and decide it on the Review page in the sample's order: the "
-               "decisions estimate the whole export's false-negative rate, with an interval. "
+               f"(decisions applied{left_out}) and decide it on the Review page in the sample's "
+               "order: the decisions estimate the whole export's false-negative rate, with an "
+               "interval. "
                "Stopping early still estimates fairly; the interval is then wider.")
     cols = st.columns([1, 1, 1], vertical_alignment="bottom")
     size = cols[0].number_input("Sample size", min_value=1, value=DEFAULT_AUDIT_SIZE, step=10,
