@@ -127,7 +127,8 @@ def _run(request: MineRequest) -> None:
     """Mine with one progress bar per phase; errors and ignored-parameter warnings are shown."""
     with st.status("Mining...", expanded=True) as status:
         st.text("Loading the model (the first run takes a few seconds).")
-        bars = {phase: st.progress(0.0, text=f"{phase}: waiting") for phase in PHASES}
+        phases = PHASES[:3] + ("teacher",) + PHASES[3:] if request.teacher else PHASES
+        bars = {phase: st.progress(0.0, text=f"{phase}: waiting") for phase in phases}
 
         def progress(phase: str, done: int, total: int) -> None:
             bar = bars.get(phase)

@@ -41,7 +41,8 @@ EXPLAIN_DEPTH = 10
 WIDEN_BLOCK = 16_000_000
 
 PhaseProgress = Callable[[str, int, int], None]
-"""Called as progress(phase, done, total); phases: encode queries, encode documents, search, mine."""
+"""Called as progress(phase, done, total); phases: encode queries, encode documents, search,
+teacher (a cross-encoder teacher scoring pairs it has not scored before), mine."""
 
 
 @dataclass(frozen=True)
@@ -411,6 +412,7 @@ def _execute(store, run_id, request, strategy, params, encoder, depth, progress,
         corpus.query_ids, corpus.query_texts, q_vecs, corpus.doc_texts, d_vecs, corpus.positives,
         request.seed, teacher, explain_depth=explain, query_hashes=corpus.query_hashes,
         doc_hashes=corpus.doc_hashes,
+        progress=(lambda done, total: progress("teacher", done, total)) if progress else None,
     )).fit([(i, p.doc_indices, p.scores, p.pos_score) for i, p in enumerate(initial)])
     ctx = MiningContext(corpus.query_ids, corpus.query_texts, q_vecs, corpus.doc_ids,
                         corpus.doc_texts, d_vecs, request.seed, corpus.positives, scorer, decisions)

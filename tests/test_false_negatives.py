@@ -536,9 +536,10 @@ def test_bi_encoder_teacher_encodes_every_pool_in_one_call(tmp_path, tiny_model_
 
 def test_cross_encoder_teacher_scores_each_pair_once_across_runs(tmp_path, cross_encoder_dir,
                                                                  monkeypatch):
-    """Loaded with a workspace, a cross-encoder teacher scores every pooled pair in one call and
-    keeps the scores: a later run that searches again scores nothing, and the scores are the
-    model's own (a spy counts predict's pairs and passes them to the real model)."""
+    """Loaded with a workspace, a cross-encoder teacher scores every pooled pair up front, in
+    chunks it reports as progress, and keeps the scores: a later run that searches again scores
+    nothing, and the scores are the model's own (a spy counts predict's pairs and passes them to
+    the real model)."""
     from sentence_transformers import CrossEncoder
 
     calls: list[int] = []
@@ -548,13 +549,21 @@ def test_cross_encoder_teacher_scores_each_pair_once_across_runs(tmp_path, cross
     store = Store(tmp_path / "ws.duckdb")
     ingest_tiny(store, write_beir(tmp_path / "beir", PLANTED_CORPUS, PLANTED_QUERIES,
                                   PLANTED_QRELS))
+    import core.false_negatives.teacher as teacher_module
+
+    monkeypatch.setattr(teacher_module, "PREDICT_CHUNK", 64)
+    reports: list[tuple[str, int, int]] = []
     request = dict(strategy="curated", num_negatives=3, teacher=str(cross_encoder_dir))
-    first = mine(store, MineRequest(**request))
+    first = mine(store, MineRequest(**request), progress=lambda *r: reports.append(r))
     pool = store.run_candidates(first.run_id)
     distinct = pool[["query_hash", "doc_hash"]].drop_duplicates().shape[0]
-    assert len(calls) == 1 and calls[0] >= distinct  # the pools' pairs and the positives
+    total = sum(calls)
+    assert total >= distinct and calls[:-1] == [64] * (len(calls) - 1)  # 64 pairs a call
+    teacher_reports = [(done, n) for phase, done, n in reports if phase == "teacher"]
+    assert teacher_reports[-1] == (total, total) and len(teacher_reports) == len(calls)
+    calls.clear()
     again = mine(store, MineRequest(**request, reuse_pool=False))
-    assert "reused_pool_of" not in again.search and len(calls) == 1  # nothing scored again
+    assert "reused_pool_of" not in again.search and calls == []  # nothing scored again
     teacher = lambda frame: _by_pair(frame.assign(  # noqa: E731
         teacher=frame.signals.map(lambda s: json.loads(s)["teacher"])), "teacher")
     pd.testing.assert_series_equal(teacher(pool), teacher(store.run_candidates(again.run_id)))

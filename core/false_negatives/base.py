@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -20,6 +20,7 @@ class DetectionContext:
     keep the per-candidate Python bounded; signals and suspicion are computed for every candidate.
     ``query_hashes``/``doc_hashes`` (the texts' content hashes) key what a detector caches in the
     workspace across runs (a cross-encoder teacher's pair scores); empty lists cache nothing.
+    ``progress(done, total)``: reports long detector work (a cross-encoder scoring pairs).
     """
 
     query_ids: list[str]
@@ -34,6 +35,7 @@ class DetectionContext:
     explain_depth: int | None = None
     query_hashes: list[str] = field(default_factory=list)  # the texts' hashes, rows as above
     doc_hashes: list[str] = field(default_factory=list)
+    progress: Callable[[int, int], None] | None = None
 
     def has_texts(self) -> bool:
         """False for datasets ingested as precomputed vectors without texts."""

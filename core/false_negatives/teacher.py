@@ -13,6 +13,8 @@ from core.errors import WorkbenchError
 from core.false_negatives.base import DetectionContext, Detector, RawSignal
 
 TEACHER_KINDS = ("bi-encoder", "cross-encoder")
+# Pairs a cross-encoder scores between two progress reports.
+PREDICT_CHUNK = 4096
 
 
 @dataclass
@@ -116,10 +118,8 @@ def _score_pairs(ctx: DetectionContext, teacher: Teacher,
     pairs = pairs.merge(cached, on=["query_hash", "doc_hash"], how="left")
     missing = pairs[pairs["score"].isna()].drop_duplicates(["query_hash", "doc_hash"])
     if len(missing):
-        scored = missing.assign(score=np.asarray(teacher.model.predict(
-            [(ctx.query_texts[r], ctx.doc_texts[d]) for r, d in zip(missing["row"],
-                                                                     missing["doc"])],
-            show_progress_bar=False), dtype=np.float32))
+        scored = missing.assign(score=_predict(ctx, teacher, list(zip(missing["row"],
+                                                                      missing["doc"]))))
         teacher.store.put_pair_scores(teacher.fingerprint, scored)
         fresh = scored.set_index(["query_hash", "doc_hash"])["score"]
         keys = pd.MultiIndex.from_frame(pairs[["query_hash", "doc_hash"]])
@@ -128,6 +128,19 @@ def _score_pairs(ctx: DetectionContext, teacher: Teacher,
     known.update(zip(zip(pairs["row"].tolist(), pairs["doc"].tolist()),
                      pairs["score"].astype(float).tolist()))
     return known
+
+
+def _predict(ctx: DetectionContext, teacher: Teacher, pairs: list[tuple[int, int]]) -> np.ndarray:
+    """Cross-encoder scores of (query row, doc index) pairs, ``PREDICT_CHUNK`` at a time so
+    ``ctx.progress`` can report them."""
+    scores = np.zeros(len(pairs), dtype=np.float32)
+    for start in range(0, len(pairs), PREDICT_CHUNK):
+        chunk = pairs[start:start + PREDICT_CHUNK]
+        scores[start:start + len(chunk)] = teacher.model.predict(
+            [(ctx.query_texts[r], ctx.doc_texts[d]) for r, d in chunk], show_progress_bar=False)
+        if ctx.progress:
+            ctx.progress(start + len(chunk), len(pairs))
+    return scores
 
 
 def _cached_scores(ctx: DetectionContext, teacher: Teacher, row: int,
