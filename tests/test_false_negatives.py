@@ -677,6 +677,7 @@ def test_curated_reaches_the_hardness_asked_for(topical_ws, tmp_path):
             assert (cands.loc[cands.eligible, "suspicion"]
                     <= choice["max_suspicion"] + 1e-6).all()
             # one step lower would not have reached the target
+            assert choice["max_suspicion"] > 0
             lower = round(choice["max_suspicion"] - 0.01, 2)
             below = mine(store, MineRequest(strategy="curated", num_negatives=k,
                                             params={"max_suspicion": lower}))
