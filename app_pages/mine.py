@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
@@ -123,6 +124,13 @@ def _request() -> MineRequest:
                        teacher_kind=teacher_kind, backend=backend)
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _exports_quality(workspace: str, run_ids: tuple[int, ...], versions: tuple) -> pd.DataFrame:
+    """The runs' export quality, cached until a decision or a suspicion score changes
+    (``versions``): about a second per run of a million candidates."""
+    return exports_quality(common.store_at(workspace), list(run_ids))
+
+
 def _run(request: MineRequest) -> None:
     """Mine with one progress bar per phase; errors and ignored-parameter warnings are shown."""
     with st.status("Mining...", expanded=True) as status:
@@ -194,5 +202,7 @@ right.plotly_chart(
 st.caption("Their exports now (decisions applied, each run's k): how hard the negatives are, "
            "as a share of the mean score of each query's hardest k candidates (what plain top-k "
            "takes), and how suspect.")
-st.dataframe(exports_quality(store, [run_a, run_b]), hide_index=True, key="mine_compare_quality")
+st.dataframe(_exports_quality(common.workspace_key(), (run_a, run_b),
+                              tuple(store.annotation_version(r) for r in (run_a, run_b))),
+             hide_index=True, key="mine_compare_quality")
 st.dataframe(comparison.overlap, hide_index=True, key="mine_compare_overlap")
