@@ -224,6 +224,6 @@ def latest_audit_summary(store: Store, run_id: int) -> dict | None:
         "estimated_fn_rate": None if report.fn_rate is None else round(report.fn_rate, 4),
         "interval": interval, "confidence": CONFIDENCE,
         "estimates": "the false-negative rate of the run's export with num_negatives per query "
-                     "(leaving out queries with more than max_false_negatives, when set) "
-                     "(decisions applied) as it was when the sample was drawn",
+                     "(decisions applied; when max_false_negatives is set, leaving out queries "
+                     "with more pairs marked false negative) as it was when the sample was drawn",
     }
