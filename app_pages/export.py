@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from core.audit import DEFAULT_AUDIT_SIZE, audit_pairs, audit_report, draw_audit
@@ -56,19 +58,31 @@ def _options() -> tuple[ExportOptions, str]:
     return options, suffix
 
 
-def _preview(options: ExportOptions) -> None:
+@st.cache_data(show_spinner=False, max_entries=8)
+def _preview_frame(workspace: str, run_id: int, options: tuple,
+                   version: str) -> tuple[pd.DataFrame, dict]:
+    """The preview rows and their attrs (counts, quality, partial), cached per options until a
+    decision or a suspicion score changes (``version``): a run of a million candidates takes
+    about a second, and every widget on the page (the audit's too) reruns it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        frame = preview_export(store, run.run_id, options)
-    counts = frame.attrs.get("counts", {})
-    if frame.attrs.get("partial"):
-        st.subheader(f"Preview of the first {frame.attrs['queries_previewed']:,} queries: "
+        frame = preview_export(common.store_at(workspace), run_id, ExportOptions(**dict(options)))
+    return frame, dict(frame.attrs)
+
+
+def _preview(options: ExportOptions) -> None:
+    frame, attrs = _preview_frame(common.workspace_key(), run.run_id,
+                                  tuple(asdict(options).items()),
+                                  store.annotation_version(run.run_id))
+    counts = attrs.get("counts", {})
+    if attrs.get("partial"):
+        st.subheader(f"Preview of the first {attrs['queries_previewed']:,} queries: "
                      f"{len(frame):,} rows")
         st.caption("The run is large, so the preview and its counts cover these queries only; "
                    "the written file and its manifest cover every query.")
     else:
         st.subheader(f"Preview: {len(frame):,} rows")
-    _quality(frame.attrs.get("quality", {}))
+    _quality(attrs.get("quality", {}))
     left, right = st.columns([5, 2])
     left.dataframe(frame.head(100), hide_index=True, key="export_preview")
     right.dataframe([{"count": k.replace("_", " "), "value": v} for k, v in counts.items()],
