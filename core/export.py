@@ -470,7 +470,22 @@ def planned_negatives(store: Store, run_id: int, num_negatives: int | None = Non
     millions of candidates.
     """
     run = store.get_run(run_id)
-    k = num_negatives or run.num_negatives
-    short = run.short_queries if k <= run.num_negatives else None  # else every query refills
-    frame = store.export_negatives(run.run_id, run.dataset_id, k, query_ids, short_queries=short)
+    frame = _default_negatives(store, run, num_negatives or run.num_negatives, query_ids)
     return frame[["query_id", "doc_id", "idx"]].astype({"idx": "int64"}).reset_index(drop=True)
+
+
+def run_quality(store: Store, run_id: int,
+                num_negatives: int | None = None) -> dict[str, float | int | None]:
+    """``export_quality`` of a default export of the run (decisions applied, ``num_negatives``
+    per query or the run's k), without reading any text."""
+    run = store.get_run(run_id)
+    k = num_negatives or run.num_negatives
+    return export_quality(store, run, _default_negatives(store, run, k), k)
+
+
+def _default_negatives(store: Store, run: RunInfo, k: int,
+                       query_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """A default export's negatives (query_id, doc_id, score, tier, idx), without their texts."""
+    short = run.short_queries if k <= run.num_negatives else None  # else every query refills
+    return store.export_negatives(run.run_id, run.dataset_id, k, query_ids, short_queries=short,
+                                  with_text=False)

@@ -62,18 +62,6 @@ def export_quality(store: Store, run: RunInfo, negatives: pd.DataFrame,
     return quality
 
 
-def run_quality(store: Store, run_id: int,
-                num_negatives: int | None = None) -> dict[str, float | int | None]:
-    """``export_quality`` of a default export of the run (decisions applied, ``num_negatives``
-    per query or the run's k), without reading any text."""
-    run = store.get_run(run_id)
-    k = num_negatives or run.num_negatives
-    short = run.short_queries if k <= run.num_negatives else None
-    negatives = store.export_negatives(run.run_id, run.dataset_id, k, short_queries=short,
-                                       with_text=False)
-    return export_quality(store, run, negatives, k)
-
-
 def quality_text(quality: dict[str, float | int | None]) -> str:
     """``export_quality`` in one readable line (the CLI's and the Export page's)."""
     if not quality.get("negatives"):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from core.errors import WorkbenchError
-from core.export_quality import run_quality
+from core.export import run_quality
 from core.store import RunInfo, Store
 
 
@@ -72,7 +72,7 @@ class RunComparison:
 
 def exports_quality(store: Store, run_ids: list[int]) -> pd.DataFrame:
     """One row per run: how hard and how suspect a default export of it is now (decisions
-    applied, the run's k; ``core.export_quality.run_quality``)."""
+    applied, the run's k; ``core.export.run_quality``)."""
     rows = []
     for run_id in run_ids:
         run = store.get_run(run_id)

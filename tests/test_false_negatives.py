@@ -660,7 +660,7 @@ def test_curated_parameters_are_checked():
 def test_curated_reaches_the_hardness_asked_for(topical_ws, tmp_path):
     """A hardness target chooses the run's threshold: the lowest that reaches it, recorded with
     the run and honoured by the export."""
-    from core.export_quality import run_quality
+    from core.export import run_quality
 
     path, _ = topical_ws
     k = 4
