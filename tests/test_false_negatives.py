@@ -488,7 +488,7 @@ def test_bi_encoder_teacher_uses_the_workspace_cache(tmp_path, tiny_model_dir):
         assert type(layer.intermediate.dense).__name__ == "FusedLinear"
     calls: list[int] = []
     encode = cached.encode
-    cached.encode = lambda texts: calls.append(len(texts)) or encode(texts)
+    cached.encode = lambda texts, progress=None: calls.append(len(texts)) or encode(texts)
     detector = get_detector("teacher")
     for row, docs in [(1, np.arange(4, 20)), (0, np.arange(2, 12)), (2, np.arange(0, 20, 2))]:
         scores = (ctx.doc_vectors[docs] @ ctx.query_vectors[row]).astype(np.float32)
@@ -498,7 +498,7 @@ def test_bi_encoder_teacher_uses_the_workspace_cache(tmp_path, tiny_model_dir):
         slow = detector.compute(ctx, row, docs, scores, 0.5)
         np.testing.assert_allclose(fast.values, slow.values, atol=1e-5)
         assert fast.details == slow.details
-    assert calls[0] == 3 and sum(calls[1:]) == 20  # the queries once, then each document once
+    assert sum(calls) == 23  # each query and each document once (3 + 20)
     fingerprints = [m for m, name, _ in cached_store.list_models() if name.startswith("teacher ")]
     assert len(fingerprints) == 1  # a later run reads these vectors instead of encoding
     # Keyed by the plain model's fingerprint, so vectors cached before (or without) the fused
@@ -514,23 +514,28 @@ def test_bi_encoder_teacher_uses_the_workspace_cache(tmp_path, tiny_model_dir):
 
 
 def test_bi_encoder_teacher_encodes_every_pool_in_one_call(tmp_path, tiny_model_dir):
-    """Before scoring, the teacher encodes all pooled documents and positives at once (one cache
-    lookup and one encode for the run), and scoring the pools then encodes only the queries."""
+    """Before scoring, the teacher encodes the queries and all pooled documents and positives at
+    once (one cache lookup and one encode for the run), reported as progress over the texts the
+    cache lacks; scoring the pools then encodes nothing."""
     store = Store(tmp_path / "teacher.duckdb")
     ctx = _synthetic_context()
     teacher = load_teacher(str(tiny_model_dir), "bi-encoder", store)
     calls: list[int] = []
     encode = teacher.encode
-    teacher.encode = lambda texts: calls.append(len(texts)) or encode(texts)
+    teacher.encode = lambda texts, progress=None: calls.append(len(texts)) or encode(texts,
+                                                                                     progress)
+    reports: list[tuple[int, int]] = []
+    ctx.progress = lambda done, total: reports.append((done, total))
     ctx.teacher = teacher
     detector = get_detector("teacher")
     pools = [(1, np.arange(4, 20)), (0, np.arange(2, 12)), (2, np.arange(0, 20, 2))]
     detector.prepare(ctx, pools)
-    assert calls == [20]
+    assert calls == [23]  # 3 queries and 20 documents
+    assert reports[0] == (0, 23) and reports[-1] == (23, 23)
     for row, docs in pools:
         scores = (ctx.doc_vectors[docs] @ ctx.query_vectors[row]).astype(np.float32)
         detector.compute(ctx, row, docs, scores, 0.5)
-    assert calls == [20, 3]
+    assert calls == [23]
     store.close()
 
 

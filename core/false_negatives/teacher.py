@@ -15,22 +15,24 @@ from core.false_negatives.base import DetectionContext, Detector, RawSignal
 TEACHER_KINDS = ("bi-encoder", "cross-encoder")
 # Pairs a cross-encoder scores between two progress reports.
 PREDICT_CHUNK = 4096
+ProgressFn = Callable[[int, int], None]
 
 
 @dataclass
 class Teacher:
     """A loaded teacher: a sentence-transformers bi-encoder or a CrossEncoder.
 
-    ``encode``: for a bi-encoder loaded with a workspace, texts -> normalised vectors through the
-    workspace's per-text embedding cache, so each document is encoded once per model however many
-    pools it sits in (and never again in a later run). ``store`` and ``fingerprint``: for a
+    ``encode``: for a bi-encoder loaded with a workspace, (texts, progress) -> normalised vectors
+    through the workspace's per-text embedding cache, so each document is encoded once per model
+    however many pools it sits in (and never again in a later run); ``progress(done, total)``
+    counts the texts the cache lacks. ``store`` and ``fingerprint``: for a
     cross-encoder loaded with a workspace, where its pair scores are cached and under which key.
     """
 
     name: str
     kind: str
     model: Any
-    encode: Callable[[Sequence[str]], np.ndarray] | None = None
+    encode: Callable[[Sequence[str], ProgressFn | None], np.ndarray] | None = None
     store: Any = None
     fingerprint: str | None = None
 
@@ -86,15 +88,23 @@ def load_teacher(name: str, kind: str = "cross-encoder", store: Any = None) -> T
         return Teacher(name, kind, model)
     encoder = Encoder(f"teacher {name}", model_fingerprint(plain),
                       int(model.get_embedding_dimension()), model)
-    return Teacher(name, kind, model, lambda texts: embed_texts(store, encoder, texts))
+    return Teacher(name, kind, model,
+                   lambda texts, progress=None: embed_texts(store, encoder, texts, "", progress))
 
 
-def _encode_documents(ctx: DetectionContext, teacher: Teacher, indices: list[int]) -> None:
-    """Encode (through the cache) the documents among ``indices`` the run has no vector of yet."""
+def _encode_documents(ctx: DetectionContext, teacher: Teacher, indices: list[int],
+                      progress: ProgressFn | None = None) -> None:
+    """Encode (through the cache) the run's queries, once, and the documents among ``indices``
+    the run has no vector of yet, in one call so ``progress`` counts them together."""
     vectors: dict[int, np.ndarray] = ctx.cache.setdefault("teacher_documents", {})
     missing = [d for d in dict.fromkeys(indices) if d not in vectors]
-    if missing:
-        vectors.update(zip(missing, teacher.encode([ctx.doc_texts[d] for d in missing])))
+    queries = [] if "teacher_queries" in ctx.cache else list(ctx.query_texts)
+    if not missing and not queries:
+        return
+    encoded = teacher.encode([*queries, *(ctx.doc_texts[d] for d in missing)], progress)
+    if queries:
+        ctx.cache["teacher_queries"] = encoded[:len(queries)]
+    vectors.update(zip(missing, encoded[len(queries):]))
 
 
 def _score_pairs(ctx: DetectionContext, teacher: Teacher,
@@ -147,12 +157,9 @@ def _cached_scores(ctx: DetectionContext, teacher: Teacher, row: int,
                    doc_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Bi-encoder teacher scores of a pool and of the query's positives, encoding each query
     once per run and each document once (the workspace cache keeps them across runs)."""
-    queries = ctx.cache.get("teacher_queries")
-    if queries is None:
-        queries = ctx.cache["teacher_queries"] = teacher.encode(ctx.query_texts)
-    vectors: dict[int, np.ndarray] = ctx.cache.setdefault("teacher_documents", {})
     _encode_documents(ctx, teacher, [*doc_indices.tolist(), *ctx.positives[row].tolist()])
-    query = queries[row]
+    vectors: dict[int, np.ndarray] = ctx.cache["teacher_documents"]
+    query = ctx.cache["teacher_queries"][row]
     cand = np.stack([vectors[d] for d in doc_indices.tolist()]) @ query
     pos = np.stack([vectors[d] for d in ctx.positives[row].tolist()]) @ query
     return cand.astype(np.float32), pos.astype(np.float32)
@@ -183,8 +190,9 @@ class TeacherScore(Detector):
         return ctx.teacher is not None
 
     def prepare(self, ctx: DetectionContext, pools: list[tuple[int, np.ndarray]]) -> None:
-        """A bi-encoder teacher encodes every pooled document and positive in one cache lookup
-        and one encode, not one per query (at 100k queries, 100k lookups); a cross-encoder
+        """A bi-encoder teacher encodes the queries and every pooled document and positive in one
+        cache lookup and one encode (reported through ``ctx.progress``), not one per query (at
+        100k queries, 100k lookups); a cross-encoder
         loaded with a workspace reads every pooled pair's cached score at once and scores the
         rest in one call."""
         teacher: Teacher = ctx.teacher
@@ -193,7 +201,7 @@ class TeacherScore(Detector):
         if teacher.encode is None:
             return
         wanted = [d for row, docs in pools for d in (*docs.tolist(), *ctx.positives[row].tolist())]
-        _encode_documents(ctx, teacher, wanted)
+        _encode_documents(ctx, teacher, wanted, ctx.progress)
 
     def compute(self, ctx: DetectionContext, row: int, doc_indices: np.ndarray,
                 scores: np.ndarray, pos_score: float) -> RawSignal:
