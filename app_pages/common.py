@@ -9,7 +9,10 @@ import argparse
 import os
 import re
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import streamlit as st
 
@@ -40,6 +43,16 @@ def error(message: object) -> None:
 def info(message: str) -> None:
     """Show a hint (our own wording, never dataset text)."""
     st.info(message, icon=":material/info:")
+
+
+@contextmanager
+def uploaded_file(upload) -> Iterator[Path]:
+    """An uploaded file on disk under its own name (so errors name the file the user chose),
+    removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="upload-") as folder:
+        path = Path(folder) / (Path(upload.name).name or "upload")
+        path.write_bytes(upload.getvalue())
+        yield path
 
 
 @st.cache_resource(show_spinner=False)

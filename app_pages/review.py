@@ -10,13 +10,15 @@ import streamlit as st
 from core.annotation import agreement, current_progress
 from core.audit import audit_report
 from core.clusters import default_cluster_count
+from core.decisions import import_decisions
 from core.errors import WorkbenchError
 from core.false_negatives.learning import MIN_PER_LABEL, learn_from_decisions
 from core.false_negatives.suspicion import weights_rows
 from core.highlight import shared_terms, text_block
+from core.judging import queue_jsonl, queue_records
 from core.projection import embedding_version
 from core.review import QueueFilters, review_card
-from core.review_filters import ReviewScope, queue_reason_kinds, queue_table
+from core.review_filters import ReviewScope, queue_head, queue_reason_kinds, queue_table
 from core.review_prefetch import cached_head, record_decision
 from app_pages import common
 
@@ -257,10 +259,54 @@ def _learn() -> None:
             st.text(learned[1])
 
 
+def _judge_elsewhere(scope: ReviewScope) -> None:
+    """Download the queue's next candidates for a judge outside the app; upload the judged file
+    (or any decisions file) back (``core.judging``, ``core.decisions``)."""
+    with st.expander("Judge outside the app"):
+        st.caption("Download the next candidates of this queue (with the filters above) and their "
+                   "texts as JSONL for another tool, a vendor or an LLM judge (as RLHN does). "
+                   "Fill each line's label (hard_negative, false_negative or unsure) and upload "
+                   "the file: lines without a label are skipped, lines without an annotator are "
+                   "recorded under your name. A file from `decisions export` imports the same "
+                   "way, so other annotators' work merges here.")
+        cols = st.columns([1, 1, 2], vertical_alignment="bottom")
+        size = int(cols[0].number_input("Candidates", min_value=1, max_value=10_000, value=100,
+                                        step=50, key="review_judge_size"))
+
+        def data() -> bytes:  # read on the click, not on every rerun of the page
+            rows = queue_head(store, run.run_id, scope, size).rows
+            return queue_jsonl(queue_records(store, run.run_id, rows))
+
+        cols[1].download_button("Download", data, file_name=f"queue-run{run.run_id}.jsonl",
+                                mime="application/jsonl", key="review_judge_download",
+                                icon=":material/download:", on_click="ignore")
+        upload = st.file_uploader("Judged file (.jsonl)", type=["jsonl"], key="review_judge_upload")
+        if upload is not None and st.button("Import decisions", key="review_judge_import",
+                                            icon=":material/upload:"):
+            try:
+                with common.uploaded_file(upload) as path:
+                    merged = import_decisions(store, path, annotator)
+            except WorkbenchError as err:  # nothing was written
+                common.error(err)
+                return
+            st.session_state["review_queue_cache"] = None  # the queue changed under the session
+            skipped = f", {merged.unlabeled:,} lines without a label skipped" \
+                if merged.unlabeled else ""
+            st.session_state["review_judge_message"] = (
+                f"Read {merged.read:,} decisions from {upload.name}: {merged.added:,} added, "
+                f"{merged.already_present:,} already present{skipped}.")
+            st.rerun()  # the card and the progress above show the imported decisions
+        message = st.session_state.pop("review_judge_message", None)
+        if message:
+            st.success(common.literal(message), icon=":material/check:")
+
+
 try:
-    review_card_fragment(_scope())
+    scope = _scope()
+    review_card_fragment(scope)
     _weights()
     _learn()
+    _judge_elsewhere(scope)
     with st.expander("Agreement between annotators"):
         report = agreement(store)
         if report.pairs.empty:

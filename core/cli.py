@@ -1,5 +1,5 @@
-"""Command line: python -m core {ingest, mine, export, datasets, runs, strategies, decide, learn,
-undo, decisions export|import, audit draw|report, bench}.
+"""Command line: python -m core {ingest, mine, export, datasets, runs, strategies, queue, decide,
+learn, undo, decisions export|import, audit draw|report, bench}.
 
 Errors a user can cause print one sentence on stderr and exit 1, never a traceback.
 """
@@ -225,6 +225,32 @@ def cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_queue(args: argparse.Namespace) -> int:
+    from core.judging import queue_records, write_queue
+    from core.review import review_head
+    from core.store import Store
+
+    store = Store(args.workspace)
+    if args.out:
+        written = write_queue(store, args.run, args.out, args.limit, args.query)
+        print(f"wrote the next {written.rows:,} candidates of the review queue "
+              f"({written.queries:,} queries) to {written.path}; fill each line's label "
+              "(hard_negative, false_negative or unsure) and merge it with `decisions import "
+              "--in FILE --annotator NAME`")
+        return 0
+    run = store.get_run(args.run)
+    records = queue_records(store, run.run_id,
+                            review_head(store, run.run_id, args.limit, args.query))
+    if not records:
+        print(f"run {run.run_id}: every candidate is decided")
+    for i, r in enumerate(records, 1):
+        suspicion = "-" if r["suspicion"] is None else f"{r['suspicion']:.2f}"
+        export = "exported" if r["would_export"] else "held back"
+        print(f"{i}	{r['query_id']}	{r['doc_id']}	suspicion {suspicion}	{export}	"
+              f"{r['reasons'][0] if r['reasons'] else ''}")
+    return 0
+
+
 def cmd_learn(args: argparse.Namespace) -> int:
     from core.false_negatives.learning import learn_from_decisions
     from core.store import Store
@@ -255,8 +281,10 @@ def cmd_decisions(args: argparse.Namespace) -> int:
         print(f"wrote {written.decisions} decisions ({written.retracted} retracted) to "
               f"{written.path}")
     else:
-        merged = import_decisions(store, args.in_path)
-        print(f"read {merged.read} decisions from {merged.path}: {merged.added} added, "
+        merged = import_decisions(store, args.in_path, args.annotator)
+        unlabeled = f" ({merged.unlabeled} lines without a label skipped)" if merged.unlabeled \
+            else ""
+        print(f"read {merged.read} decisions from {merged.path}{unlabeled}: {merged.added} added, "
               f"{merged.already_present} already present, {merged.retractions_added} "
               "retractions applied")
     return 0
@@ -429,6 +457,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--note")
     p.add_argument("--run", type=int, help="run whose dataset holds the ids (default: newest)")
 
+    p = command("queue", cmd_queue, "list the review queue's next candidates, or write them "
+                "with their texts for a judge outside the app (--out)")
+    p.add_argument("--run", type=int, help="run (default: the newest finished run)")
+    p.add_argument("--limit", type=int, default=20, help="candidates (20)")
+    p.add_argument("--query", help="only this query's candidates")
+    p.add_argument("--out", help="write a .jsonl queue file to judge; `decisions import` reads "
+                   "it back")
+
     p = command("learn", cmd_learn, "learn the false-negative suspicion from decisions")
     p.add_argument("--run", type=int, help="run to re-score (default: the newest finished run)")
     p.add_argument("--min-per-label", type=int, default=20,
@@ -447,7 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_decisions)
     p = actions.add_parser("import", help="merge a decisions JSONL file (idempotent)")
     p.add_argument("--workspace", required=True, help="workspace DuckDB file")
-    p.add_argument("--in", dest="in_path", required=True, help="decisions .jsonl file")
+    p.add_argument("--in", dest="in_path", required=True,
+                   help="decisions .jsonl file, or a queue file with labels filled in")
+    p.add_argument("--annotator", help="for lines that name no annotator (a judged queue file)")
     p.set_defaults(handler=cmd_decisions)
 
     actions = sub.add_parser(

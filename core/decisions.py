@@ -11,13 +11,18 @@ texts, whatever the ids, dataset versions or runs there. A decision is identifie
 workspaces by (query_hash, doc_hash, annotator, label, created_at): importing is idempotent, and
 merging annotators' files in any order gives every workspace the same log and the same latest
 decision per pair (the newest by ``created_at``).
+
+A judged queue file (``core.judging``) imports the same way: a line whose ``label`` is null or
+empty was not judged and is skipped; one without ``annotator`` takes the importer's default; one
+without ``created_at`` is dated at import, unless that annotator's live decision on the pair
+already has its label (so importing the file again adds nothing).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -43,14 +48,16 @@ class DecisionExport:
 
 @dataclass(frozen=True)
 class DecisionImport:
-    """What an import did: ``read`` lines; ``added`` new decisions; ``already_present`` skipped as
-    already in the workspace (or repeated in the file); ``retractions_added`` undos applied."""
+    """What an import did: ``read`` decisions; ``added`` new decisions; ``already_present`` skipped
+    as already in the workspace (or repeated in the file); ``retractions_added`` undos applied;
+    ``unlabeled`` lines of a judged queue file left without a label (not read as decisions)."""
 
     path: Path
     read: int
     added: int
     already_present: int
     retractions_added: int
+    unlabeled: int = 0
 
 
 def _iso(value: object) -> str | None:
@@ -97,8 +104,12 @@ def _timestamp(record, display: str, field: str, required: bool) -> datetime | N
     return stamp
 
 
-def read_decisions(path: str | Path) -> pd.DataFrame:
+def read_decisions(path: str | Path, annotator: str | None = None) -> pd.DataFrame:
     """Read and validate a decisions JSONL file into ``Store.decision_records`` columns.
+
+    Lines of a judged queue file whose ``label`` is null or empty are left out (``attrs
+    ["unlabeled"]`` counts them); ``annotator`` is the default for lines without one; lines
+    without ``created_at`` keep it missing (NaT) for ``import_decisions`` to date.
 
     Raises:
         InputError: the first bad line, naming the file, the line and the field.
@@ -106,13 +117,21 @@ def read_decisions(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     display = path.name
     rows = []
+    unlabeled = 0
     for record in jsonl_records(path, display):
+        if "label" in record.fields and record.fields["label"] in (None, ""):
+            unlabeled += 1
+            continue
+        who = field_text(record, display, "annotator", required=False) or annotator
+        if who is None:
+            raise InputError(display, record.where, "field 'annotator' is missing; name the "
+                             "annotator in the file or give one to the import (--annotator)")
         row: dict[str, object] = {
             "query_hash": field_text(record, display, "query_hash"),
             "doc_hash": field_text(record, display, "doc_hash"),
             "label": field_text(record, display, "label"),
-            "annotator": field_text(record, display, "annotator"),
-            "created_at": _timestamp(record, display, "created_at", True),
+            "annotator": who,
+            "created_at": _timestamp(record, display, "created_at", False),
             "retracted_at": _timestamp(record, display, "retracted_at", False),
         }
         if row["label"] not in LABELS:
@@ -124,11 +143,37 @@ def read_decisions(path: str | Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(FIELDS))
     for column in ("created_at", "retracted_at"):
         frame[column] = pd.to_datetime(frame[column]).astype("datetime64[us]")
+    frame.attrs["unlabeled"] = unlabeled
     return frame
 
 
-def import_decisions(store: Store, in_path: str | Path) -> DecisionImport:
-    """Merge a decisions JSONL file into the workspace: all of it or, on any bad line, nothing.
+def _dated(store: Store, frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Date the undated decisions of ``frame`` now, one microsecond apart in file order (a later
+    line wins), leaving out those whose annotator's live decision on the pair already has the
+    label. Returns the frame and how many were left out."""
+    undated = frame["created_at"].isna()
+    if not undated.any():
+        return frame, 0
+    log = store.decision_records()
+    live = log[log["retracted_at"].isna()].drop_duplicates(
+        ["query_hash", "doc_hash", "annotator"], keep="last")  # oldest first: keep the newest
+    current = dict(zip(zip(live["query_hash"], live["doc_hash"], live["annotator"]),
+                       live["label"]))
+    keys = zip(frame["query_hash"], frame["doc_hash"], frame["annotator"], frame["label"])
+    present = undated & pd.Series([current.get((q, d, a)) == label for q, d, a, label in keys],
+                                  index=frame.index)
+    frame = frame[~present].copy()
+    todo = frame["created_at"].isna()
+    now = pd.Timestamp(datetime.now(timezone.utc).replace(tzinfo=None))
+    frame.loc[todo, "created_at"] = [now + pd.Timedelta(microseconds=i)
+                                     for i in range(int(todo.sum()))]
+    return frame, int(present.sum())
+
+
+def import_decisions(store: Store, in_path: str | Path,
+                     annotator: str | None = None) -> DecisionImport:
+    """Merge a decisions JSONL file, or a judged queue file, into the workspace: all of it or, on
+    any bad line, nothing. ``annotator``: for lines that name none.
 
     Decisions the workspace already holds are skipped, so importing twice adds nothing; a decision
     retracted in the file is retracted here as well.
@@ -136,6 +181,11 @@ def import_decisions(store: Store, in_path: str | Path) -> DecisionImport:
     Raises:
         InputError: a malformed line (nothing is written).
     """
-    frame = read_decisions(in_path)
-    added, present, retracted = store.merge_decisions(frame)
-    return DecisionImport(Path(in_path), len(frame), added, present, retracted)
+    frame = read_decisions(in_path, annotator)
+    read, unlabeled = len(frame), frame.attrs["unlabeled"]
+    frame, undated_present = _dated(store, frame)
+    added = present = retracted = 0
+    if len(frame):
+        added, present, retracted = store.merge_decisions(frame)
+    return DecisionImport(Path(in_path), read, added, present + undated_present, retracted,
+                          unlabeled)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -105,6 +107,19 @@ def tiny_model_dir(tmp_path_factory) -> Path:
                                          Pooling(32)])
     model.save(str(root / "st"))
     return root / "st"
+
+
+@contextmanager
+def opened_copy(workspace: tuple[Path, int], tmp_path: Path):
+    """(Store, run id) on a copy of a module fixture's closed (path, run id) workspace, so one
+    test's decisions never reach another; closed afterwards."""
+    path, run_id = workspace
+    shutil.copy(path, tmp_path / "ws.duckdb")
+    store = Store(tmp_path / "ws.duckdb")
+    try:
+        yield store, run_id
+    finally:
+        store.close()
 
 
 def ingest_tiny(store, root: Path):

@@ -214,6 +214,23 @@ def test_load_mine_review_export_in_chromium(server):
             assert page.locator("main script").count() == 0
             _shot(page, "review")
 
+            # judge outside the app: the filtered queue downloads with its texts, comes back
+            page.get_by_text("Judge outside the app").click()
+            with page.expect_download(timeout=STEP_MS) as queue_download:
+                page.locator(".st-key-review_judge_download button").click()
+            lines = [json.loads(line) for line in
+                     Path(queue_download.value.path()).read_text(encoding="utf-8").splitlines()]
+            assert lines and {line["query_id"] for line in lines} == {"q-payload"}
+            assert all(PAYLOAD in line["positives"][0] for line in lines)  # texts as stored
+            lines[0]["label"] = "false_negative"
+            page.locator(".st-key-review_judge_upload input[type='file']").set_input_files(
+                {"name": "judged.jsonl", "mimeType": "application/jsonl",
+                 "buffer": "".join(json.dumps(line) + "\n" for line in lines).encode()})
+            _settle(page)
+            page.locator(".st-key-review_judge_import button").click()
+            page.get_by_text("Read 1 decisions from judged.jsonl").wait_for()
+            _settle(page)
+
             _goto(page, "Export")
             # how hard and how suspect the previewed negatives are (core.export_quality)
             page.get_by_text("Of the pool's hardest 5").wait_for()
@@ -261,13 +278,16 @@ def test_load_mine_review_export_in_chromium(server):
     store = Store(workspace)
     try:
         live = store.latest_decisions()
-        assert sorted(d.label for d in live) == [
-            "false_negative", "hard_negative", "hard_negative"]  # the last on the audit's pair
+        assert sorted(d.label for d in live) == [  # the last on the audit's pair
+            "false_negative", "false_negative", "hard_negative", "hard_negative"]
         assert {d.annotator for d in live} == {"alice"}
+        assert (lines[0]["query_id"], lines[0]["doc_id"], "false_negative") in {
+            (d.query_id, d.doc_id, d.label) for d in live}  # the judged file's verdict
         run = store.get_run()
-        wrong = next(d for d in live if d.label == "false_negative")
-        query_text = store.lookup_texts(run.dataset_id, "queries", [wrong.query_id])[wrong.query_id]
-        doc_text = store.lookup_texts(run.dataset_id, "documents", [wrong.doc_id])[wrong.doc_id]
+        wrong = [d for d in live if d.label == "false_negative"]
+        query_texts = store.lookup_texts(run.dataset_id, "queries", [d.query_id for d in wrong])
+        doc_texts = store.lookup_texts(run.dataset_id, "documents", [d.doc_id for d in wrong])
+        wrong_texts = {(query_texts[d.query_id], doc_texts[d.doc_id]) for d in wrong}
         audit = audit_report(store, run_id=run.run_id)
         assert audit.audit.size == 4 and audit.audit.created_by == "alice"
         newest = max(live, key=lambda d: d.decision_id)
@@ -279,7 +299,7 @@ def test_load_mine_review_export_in_chromium(server):
     assert downloaded == written.read_bytes()
     rows = [json.loads(line) for line in written.read_text(encoding="utf-8").splitlines()]
     assert rows and all(set(r) == {"anchor", "positive", "negative"} for r in rows)
-    assert not any(r["anchor"] == query_text and r["negative"] == doc_text for r in rows)
+    assert not any((r["anchor"], r["negative"]) in wrong_texts for r in rows)
     manifest = json.loads(written.with_name(written.name + ".manifest.json").read_text())
     assert manifest["counts"]["rows"] == len(rows)
-    assert manifest["counts"]["false_negatives_excluded"] == 1
+    assert manifest["counts"]["false_negatives_excluded"] == 2  # pressed F, and the judged file

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +13,7 @@ from core.export import planned_negatives
 from core.mine import MineRequest, mine
 from core.review import QueueFilters, decide, review_card, review_queue
 from core.store import Store
-from tests.conftest import ingest_tiny, topical_corpus, write_beir
+from tests.conftest import ingest_tiny, opened_copy, topical_corpus, write_beir
 
 K = 3
 
@@ -36,17 +33,6 @@ def review_ws(tmp_path_factory):
     return path, run.run_id
 
 
-@contextmanager
-def _open(review_ws, tmp_path: Path):
-    path, run_id = review_ws
-    shutil.copy(path, tmp_path / "ws.duckdb")
-    store = Store(tmp_path / "ws.duckdb")
-    try:
-        yield store, run_id
-    finally:
-        store.close()
-
-
 def _pairs(frame: pd.DataFrame) -> set[tuple[str, str]]:
     return set(zip(frame["query_id"], frame["doc_id"]))
 
@@ -56,7 +42,7 @@ def _assert_non_increasing(values: pd.Series) -> None:
 
 
 def test_queue_puts_the_hard_set_first_then_the_most_suspicious(review_ws, tmp_path):
-    with _open(review_ws, tmp_path) as (store, run_id):
+    with opened_copy(review_ws, tmp_path) as (store, run_id):
         queue = review_queue(store, run_id)
         pool = store.run_candidates(run_id)
         assert len(queue) == len(pool) and _pairs(queue) == _pairs(pool)
@@ -76,7 +62,7 @@ def test_queue_puts_the_hard_set_first_then_the_most_suspicious(review_ws, tmp_p
 
 
 def test_queue_orders_by_score_before_the_run_is_scored(review_ws, tmp_path):
-    with _open(review_ws, tmp_path) as (store, run_id):
+    with opened_copy(review_ws, tmp_path) as (store, run_id):
         store.put_suspicion(run_id, pd.DataFrame(
             columns=["query_id", "doc_id", "suspicion", "reasons", "signals"]), "cold")
         queue = review_queue(store, run_id)
@@ -86,7 +72,7 @@ def test_queue_orders_by_score_before_the_run_is_scored(review_ws, tmp_path):
 
 
 def test_queue_filters(review_ws, tmp_path):
-    with _open(review_ws, tmp_path) as (store, run_id):
+    with opened_copy(review_ws, tmp_path) as (store, run_id):
         full = review_queue(store, run_id)
         one = review_queue(store, run_id, QueueFilters(query_id="q-music-1"))
         assert len(one) and (one.query_id == "q-music-1").all()
@@ -114,7 +100,7 @@ def test_queue_filters(review_ws, tmp_path):
 
 
 def test_deciding_the_top_item_takes_it_off_the_queue(review_ws, tmp_path):
-    with _open(review_ws, tmp_path) as (store, run_id):
+    with opened_copy(review_ws, tmp_path) as (store, run_id):
         queue = review_queue(store, run_id)
         top = queue.iloc[0]
         assert top.hard_set
@@ -136,7 +122,7 @@ def test_deciding_the_top_item_takes_it_off_the_queue(review_ws, tmp_path):
 
 
 def test_review_card_shows_query_positives_document_and_reasons(review_ws, tmp_path):
-    with _open(review_ws, tmp_path) as (store, run_id):
+    with opened_copy(review_ws, tmp_path) as (store, run_id):
         row = review_queue(store, run_id).iloc[0]
         card = review_card(store, run_id, row)
         dataset_id = store.get_run(run_id).dataset_id
@@ -163,7 +149,7 @@ def test_review_card_shows_query_positives_document_and_reasons(review_ws, tmp_p
 
 
 def test_decide_rejects_unknown_ids_labels_and_annotators(review_ws, tmp_path):
-    with _open(review_ws, tmp_path) as (store, run_id):
+    with opened_copy(review_ws, tmp_path) as (store, run_id):
         doc = store.run_candidates(run_id).iloc[0]
         with pytest.raises(WorkbenchError, match="has no query 'nope' with document"):
             decide(store, run_id, "nope", doc.doc_id, "hard_negative", "ann")

@@ -144,20 +144,34 @@ class DatasetsMixin:
             _remember(key, (row[0], row[1]))
         return _dataset_facts[key]
 
-    def lookup_texts(self, dataset_id: int, table: str, ids: Sequence[str]) -> dict[str, str]:
-        """Return {id: text} for the given query ids (table 'queries') or document ids."""
+    def lookup_texts(self, dataset_id: int, table: str, ids: Sequence[str],
+                     column: str = "text") -> dict[str, str]:
+        """Return {id: text} for the given query ids (table 'queries') or document ids;
+        ``column="text_hash"``: {id: the text's content hash}, which keys decisions."""
         id_column = {"queries": "query_id", "documents": "doc_id"}.get(table)
         if id_column is None:
             raise ValueError(f"lookup_texts reads 'queries' or 'documents', not {table!r}")
+        if column not in ("text", "text_hash"):
+            raise ValueError(f"lookup_texts reads 'text' or 'text_hash', not {column!r}")
         wanted = [str(i) for i in dict.fromkeys(ids)]
         # A semi-join on a list: the texts of the matching rows only are read (a join with a
         # registered frame, or an IN list of values, reads every text of the table).
         rows = self._cursor().execute(
-            f"SELECT {id_column}, text FROM {quote_identifier(table)} WHERE dataset_id = ? "
+            f"SELECT {id_column}, {column} FROM {quote_identifier(table)} WHERE dataset_id = ? "
             f"AND {id_column} IN (SELECT unnest(?::VARCHAR[]))",
             [dataset_id, wanted],
         ).fetchall()
         return dict(rows)
+
+    def positives_of(self, dataset_id: int, query_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Each given query's labeled positive document ids, sorted (``query_positives`` for
+        many queries in one read); queries without one are absent."""
+        rows = self._cursor().execute(
+            "SELECT query_id, list(doc_id ORDER BY doc_id) FROM positives WHERE dataset_id = ? "
+            "AND query_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY query_id",
+            [dataset_id, [str(q) for q in dict.fromkeys(query_ids)]],
+        ).fetchall()
+        return {q: list(docs) for q, docs in rows}
 
     def register_model(self, model_fp: str, name: str, dim: int) -> None:
         """Remember a model fingerprint's name and dimension (idempotent)."""

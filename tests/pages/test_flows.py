@@ -7,6 +7,8 @@ import json
 import pandas as pd
 import pytest
 
+from core.judging import queue_jsonl, queue_records
+from core.review import review_head
 from core.store import Store
 from tests.pages.conftest import open_page, seed_workspace, write_topical
 
@@ -297,3 +299,34 @@ def test_review_learns_from_decisions_and_rescores(data_dir):
     assert not at.exception and not _messages(at)
     assert any("learned from" in t.value for t in at.text)
     assert (store.run_candidates(run_id)["scorer"] == "learned").all()
+
+
+def test_review_imports_a_judged_queue_file(data_dir):
+    """Review's "Judge outside the app": a judged queue file comes back as decisions (lines
+    without an annotator under the page's, lines without a label skipped) and the card and
+    progress follow; a bad file is one error sentence naming the file, line and field, and writes
+    nothing. (The download itself runs in the browser test: AppTest cannot click it.)"""
+    workspace = data_dir / "workspaces" / "judge.duckdb"
+    run_id = seed_workspace(workspace, data_dir)
+    store = Store(workspace)
+    lines = queue_records(store, run_id, review_head(store, run_id, 4))
+    lines[0]["label"] = "relevant"
+    at = open_page(workspace, "review", annotator="erin")
+    upload = at.file_uploader(key="review_judge_upload")
+    upload.upload("judged.jsonl", queue_jsonl(lines), "application/jsonl").run()
+    at.button(key="review_judge_import").click().run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert "judged.jsonl line 1: field 'label' is 'relevant'" in at.error[0].value.replace("\\", "")
+    assert store.decision_records().empty
+    lines[0]["label"], lines[1]["label"] = "false_negative", "hard_negative"
+    upload = at.file_uploader(key="review_judge_upload").clear()
+    upload.upload("judged.jsonl", queue_jsonl(lines), "application/jsonl").run()
+    at.button(key="review_judge_import").click().run()
+    assert not at.exception and not _messages(at)
+    assert [m.value.replace("\\", "") for m in at.success] == [
+        "Read 2 decisions from judged.jsonl: 2 added, 0 already present, 2 lines without a label "
+        "skipped."]
+    assert [(d.query_id, d.doc_id, d.label, d.annotator) for d in store.latest_decisions()] == [
+        (x["query_id"], x["doc_id"], x["label"], "erin") for x in lines[:2]]
+    assert _metric(at, "You decided") == "2"
