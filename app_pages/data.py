@@ -43,7 +43,8 @@ def _source_path():
                       placeholder=found[0] if found else "sample/dbpedia-entity-5k",
                       help=f"relative to {data_dir}")
         if found:
-            with st.expander(f"{len(found)} datasets found in the data folder"):
+            with st.expander(f"{len(found)} dataset{'s' if len(found) != 1 else ''} found in "
+                             "the data folder"):
                 st.code("\n".join(found), language=None)
         if not st.session_state.get("data_path"):
             return None

@@ -35,14 +35,16 @@ def _options() -> tuple[ExportOptions, str]:
     cols = st.columns(4)
     apply = cols[0].checkbox("Apply decisions", value=True, key="export_apply",
                              help="false negatives and unsure pairs are never negatives")
-    promote = cols[1].checkbox("Promote false negatives to positives", key="export_promote",
-                               disabled=not apply)
+    promote = cols[1].checkbox("Promote false negatives", key="export_promote",
+                               disabled=not apply,
+                               help="each pair marked false negative becomes a positive of its "
+                                    "query (RLHN's relabelling)")
     scores = cols[2].checkbox("Include scores", key="export_scores",
                               disabled=fmt == "flag-embedding",
                               help="flag-embedding always carries scores")
     reviewed = cols[3].checkbox("Only reviewed negatives", key="export_only_reviewed",
                                 disabled=not apply)
-    cols = st.columns([2, 1, 3], vertical_alignment="center")
+    cols = st.columns([3, 1, 2], vertical_alignment="center")
     drop = cols[0].checkbox("Leave out queries with more false negatives than", key="export_drop",
                             disabled=not apply,
                             help="RLHN's treatment of broad queries: a query with more pairs "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import random
+import shutil
 import threading
 from collections import Counter
 from pathlib import Path
@@ -192,6 +193,26 @@ def test_not_a_workspace_is_one_sentence(tmp_path):
     with pytest.raises(WorkbenchError, match="is not a DuckDB workspace"):
         Store(path, lock_wait=0)
     assert path.read_text() == "not a database\n"
+
+
+def test_a_workspace_beside_another_files_log_is_one_sentence(tmp_path):
+    """A workspace file replaced (copied over) while its old write-ahead log stayed: DuckDB
+    refuses the pair; the sentence says which file to move aside, and nothing is touched."""
+    import duckdb
+
+    Store(tmp_path / "ws.duckdb").close()
+    other = duckdb.connect(str(tmp_path / "other.duckdb"))  # open: its log is not checkpointed
+    other.execute("CREATE TABLE t (x INTEGER)")
+    other.execute("INSERT INTO t VALUES (1)")
+    shutil.copy(tmp_path / "other.duckdb.wal", tmp_path / "ws.duckdb.wal")
+    other.close()
+    log = (tmp_path / "ws.duckdb.wal").read_bytes()
+    with pytest.raises(WorkbenchError, match=r"its write-ahead log .*ws\.duckdb\.wal belongs to "
+                                             r"another database file.*move ws\.duckdb\.wal aside"):
+        Store(tmp_path / "ws.duckdb", lock_wait=0)
+    assert (tmp_path / "ws.duckdb.wal").read_bytes() == log
+    (tmp_path / "ws.duckdb.wal").unlink()
+    Store(tmp_path / "ws.duckdb").close()  # as last saved
 
 
 def test_store_opened_by_many_threads_at_once_migrates_once(tmp_path):

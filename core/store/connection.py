@@ -68,6 +68,12 @@ def _open(path: Path, key: str, lock_wait: float) -> duckdb.DuckDBPyConnection:
             return duckdb.connect(key)
         except duckdb.IOException as err:
             first = str(err).splitlines()[0]
+            if "WAL" in first and "does not match" in first:
+                raise WorkbenchError(
+                    f"workspace {path} could not be opened: its write-ahead log {path}.wal "
+                    "belongs to another database file (was the workspace replaced without its "
+                    f".wal?); move {path.name}.wal aside to open the workspace as last saved"
+                ) from err
             if "Could not set lock" not in first:
                 raise WorkbenchError(
                     f"workspace {path} could not be opened: it is not a DuckDB workspace ({first})"
