@@ -89,15 +89,16 @@ class _Workspaces:
         self.count += 1
         store = Store(self.tmp / f"phase-{self.count}.duckdb")
         ingest(store, self.source, format="beir", split="labeled", name=self.config.beir.name)
-        self._copy_vectors(self.cache, store, self._hashes(store))
+        self._copy_cached(self.cache, store, self._hashes(store))
         return store
 
     def mined(self, strategy: str = "top_k") -> tuple[Store, RunInfo]:
         """A fresh workspace mined once with ``strategy`` (the configured k and teacher), its
-        vectors saved to the cache for the next phase."""
+        vectors and a cross-encoder teacher's pair scores saved to the cache for the next
+        phase."""
         store = self.fresh()
         run = mine(store, self.config.request(strategy))
-        self.save_vectors(store)
+        self.save_caches(store)
         return store, run
 
     def _hashes(self, store: Store) -> list[str]:
@@ -106,17 +107,20 @@ class _Workspaces:
                 + store.dataset_frame(ds.dataset_id, "documents")["text_hash"].tolist())
 
     @staticmethod
-    def _copy_vectors(source: Store, target: Store, hashes: list[str]) -> None:
-        """Copy every model's vectors of these texts (the mining model's and a teacher's)."""
+    def _copy_cached(source: Store, target: Store, hashes: list[str]) -> None:
+        """Copy every model's vectors of these texts (the mining model's and a bi-encoder
+        teacher's) and a cross-encoder teacher's scores of pairs among them."""
         for fp, name, dim in source.list_models():
             found = source.cached_vectors(fp, "", hashes)
             if found:
                 target.register_model(fp, name, dim)
                 keys = list(found)
                 target.put_vectors(fp, "", keys, np.stack([found[h] for h in keys]))
+        for fp, scores in source.pair_scores_among(hashes).groupby("model_fp"):
+            target.put_pair_scores(str(fp), scores)
 
-    def save_vectors(self, store: Store) -> None:
-        self._copy_vectors(store, self.cache, self._hashes(store))
+    def save_caches(self, store: Store) -> None:
+        self._copy_cached(store, self.cache, self._hashes(store))
 
 
 def _queries(store: Store) -> list[str]:
@@ -151,7 +155,7 @@ def _strategy_rows(config: BenchConfig, ws: _Workspaces, relevant: set) -> Itera
     settings = [(name, name, {}) for name in (config.strategies or strategy_names())]
     for label, strategy, params in [*settings, *REFERENCE_SETTINGS]:
         run = mine(store, config.request(strategy, params))
-        ws.save_vectors(store)
+        ws.save_caches(store)
         yield {"kind": "strategy", "method": label, "strategy": strategy, "params": run.params,
                **_export_score(store, run.run_id, relevant, config.k),
                "seconds": round(run.timings.get("total", math.nan), 2)}

@@ -122,6 +122,28 @@ def opened_copy(workspace: tuple[Path, int], tmp_path: Path):
         store.close()
 
 
+@pytest.fixture(scope="session")
+def cross_encoder_dir(tmp_path_factory) -> Path:
+    """A randomly initialised one-layer BERT CrossEncoder saved to a local folder (no
+    cross-encoder weights can be installed here; it serves the plumbing tests)."""
+    import torch
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from core.embed import bundled_model_path
+
+    root = tmp_path_factory.mktemp("cross-encoder") / "model"
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(bundled_model_path())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+                        num_labels=1)
+    BertForSequenceClassification(config).save_pretrained(root)
+    tokenizer.save_pretrained(root)
+    CrossEncoder(str(root), device="cpu")  # it loads as a CrossEncoder before any test uses it
+    return root
+
+
 def ingest_tiny(store, root: Path):
     """Ingest a BEIR folder written by write_beir (split 'train')."""
     from core.ingest import ingest

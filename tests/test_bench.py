@@ -110,6 +110,32 @@ def test_bench_consults_a_teacher_and_keeps_its_vectors(tmp_path, tiny_model_dir
                  "--teacher", str(tiny_model_dir), "--teacher-kind", "llm"]) == 1
 
 
+def test_bench_keeps_a_cross_encoder_teachers_pair_scores(tmp_path, cross_encoder_dir,
+                                                          monkeypatch):
+    """A cross-encoder teacher's pair scores go to the cache workspace with the vectors: the
+    first bench run's later phases and a second run score no pair again (a spy counts predict's
+    pairs and passes them to the real, randomly initialised model)."""
+    from sentence_transformers import CrossEncoder
+
+    calls: list[int] = []
+    predict = CrossEncoder.predict
+    monkeypatch.setattr(CrossEncoder, "predict", lambda self, pairs, *a, **kw: (
+        calls.append(len(pairs)) or predict(self, pairs, *a, **kw)))
+    corpus, queries, qrels = topical_corpus(docs_per_topic=6)
+    root = _bench_folder(tmp_path, corpus, queries, qrels, qrels)
+    cache = tmp_path / "cache.duckdb"
+    args = ["bench", "hidden-positive", "--beir", str(root), "--k", "2", "--review-budget", "0",
+            "--learn-decisions", "0", "--strategies", "top_k,curated", "--cache", str(cache),
+            "--teacher", str(cross_encoder_dir)]
+    assert main(args) == 0
+    first = sum(calls)
+    with Store(cache) as store:
+        assert first and store.count_pair_scores() == first  # each pair once over every phase
+    calls.clear()
+    assert main(args) == 0
+    assert calls == []
+
+
 def test_bench_mines_with_another_model(tmp_path, tiny_model_dir):
     """--model mines every phase with that model: the cache keeps its vectors, not MiniLM's."""
     corpus, queries, qrels = topical_corpus(docs_per_topic=6)

@@ -115,27 +115,6 @@ def topical_store(topical_ws, tmp_path_factory):
         yield store
 
 
-@pytest.fixture(scope="module")
-def cross_encoder_dir(tmp_path_factory) -> Path:
-    """A randomly initialised one-layer BERT CrossEncoder saved to a local folder."""
-    import torch
-    from sentence_transformers import CrossEncoder
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from core.embed import bundled_model_path
-
-    root = tmp_path_factory.mktemp("cross-encoder") / "model"
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(bundled_model_path())
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
-                        num_labels=1)
-    BertForSequenceClassification(config).save_pretrained(root)
-    tokenizer.save_pretrained(root)
-    CrossEncoder(str(root), device="cpu")  # it loads as a CrossEncoder before any test uses it
-    return root
-
-
 def _same_topic(frame: pd.DataFrame) -> np.ndarray:
     """Topical-corpus truth: a candidate of the query's own topic is a false negative."""
     return np.array([d.split("-")[0] == q.split("-")[1]

@@ -246,6 +246,24 @@ class DatasetsMixin:
                 [model_fp, model_fp])
             cur.unregister("new_scores")
 
+    def pair_scores_among(self, hashes: Sequence[str]) -> pd.DataFrame:
+        """Every pair-scoring model's cached scores of pairs whose query and document texts are
+        both among ``hashes`` (for copying a dataset's scores to another workspace).
+        Columns: model_fp, query_hash, doc_hash, score."""
+        cur = self._cursor()
+        cur.register("wanted_hashes", pd.DataFrame({"text_hash": list(dict.fromkeys(hashes))}))
+        try:
+            return cur.execute(
+                "SELECT s.model_fp, s.query_hash, s.doc_hash, s.score FROM pair_scores s "
+                "SEMI JOIN wanted_hashes q ON q.text_hash = s.query_hash "
+                "SEMI JOIN wanted_hashes d ON d.text_hash = s.doc_hash").df()
+        finally:
+            cur.unregister("wanted_hashes")
+
+    def count_pair_scores(self) -> int:
+        """How many pair scores the cache holds (every model's)."""
+        return self._cursor().execute("SELECT count(*) FROM pair_scores").fetchone()[0]
+
     def count_vectors(self, model_fp: str | None = None) -> int:
         """Return how many vectors the cache holds (for one model, or all)."""
         if model_fp is None:
