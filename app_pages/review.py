@@ -162,7 +162,11 @@ def _facts(card, row) -> None:
     cols[3].metric("Rank", "given" if card.rank is None else card.rank)
     cols[4].metric("Suspicion", "–" if card.suspicion is None else f"{card.suspicion:.2f}",
                    help="not scored yet" if card.suspicion is None else None)
-    cols[5].metric("Would export", "yes" if card.would_export else "no")
+    cols[5].metric("Would export", "yes" if card.would_export else "no",
+                   help="whether a default export of this run takes this pair now; reviewed "
+                        "hard negatives come first, so a pair held back (for its suspicion, or "
+                        "below the k hardest) is exported once marked hard negative (k per "
+                        "query at most)")
     if card.reasons:
         st.caption("Why it may be a false negative")
         st.text("\n".join(f"- {r}" for r in card.reasons))
