@@ -14,7 +14,7 @@ from core.errors import WorkbenchError
 from core.export import ExportOptions, export_run
 from core.ingest import ingest
 from core.mine import MineRequest, mine
-from core.review import decide
+from core.review import decide, review_head
 from core.store import Store
 from tests.conftest import topical_corpus, write_beir
 from tests.workloads import add_fake_run, synthetic_beir
@@ -113,6 +113,17 @@ def test_imported_decisions_apply_to_the_same_texts_under_other_ids(tmp_path, be
         "score": [0.5], "pos_score": [0.9], "lexical_score": [None], "source": ["search"],
         "eligible": [True], "selected": [True]}), {}, {}, 1, [])
     assert target.run_candidates(run_id)["decision"].tolist() == ["false_negative"]
+
+
+def test_a_decision_on_texts_not_held_here_leaves_the_queue_working(tmp_path, beir):
+    """Decisions travel between workspaces by text hash, so one may concern texts no dataset
+    here holds; the review queue, which reads the dataset's decided pairs, still works (it once
+    lost every column of its empty decided-pairs frame and failed)."""
+    store, run_id = _annotated(tmp_path / "a.duckdb", beir, [])
+    before = review_head(store, run_id, 3)  # reads the decided pairs with none decided
+    store.record_decision("0" * 32, "1" * 32, "false_negative", "alice")
+    after = review_head(store, run_id, 3)
+    assert after[["query_id", "doc_id"]].equals(before[["query_id", "doc_id"]])
 
 
 def test_export_refuses_other_suffixes_and_missing_folders(tmp_path, store):

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from core.errors import WorkbenchError
@@ -231,5 +232,6 @@ class DecisionsMixin:
             "WHERE l.query_hash = ? AND l.doc_hash = ?",
             [query_ids, doc_ids, query_hash, doc_hash]).df()
         ids = set(zip(now["query_id"], now["doc_id"]))
-        kept = before[[k not in ids for k in zip(before["query_id"], before["doc_id"])]]
+        kept = before[np.array([k not in ids for k in zip(before["query_id"], before["doc_id"])],
+                               dtype=bool)]  # (a list, [] when nothing was decided, = no column)
         return pd.concat([kept, now], ignore_index=True) if len(now) else kept
