@@ -10,7 +10,7 @@ import streamlit as st
 from core.annotation import agreement, current_progress
 from core.audit import audit_report
 from core.clusters import default_cluster_count
-from core.decisions import import_decisions
+from core.decisions import import_decisions, import_summary
 from core.errors import WorkbenchError
 from core.false_negatives.learning import MIN_PER_LABEL, learn_from_decisions
 from core.false_negatives.suspicion import weights_rows
@@ -294,11 +294,8 @@ def _judge_elsewhere(scope: ReviewScope) -> None:
                 common.error(err)
                 return
             st.session_state["review_queue_cache"] = None  # the queue changed under the session
-            skipped = f", {merged.unlabeled:,} lines without a label skipped" \
-                if merged.unlabeled else ""
-            st.session_state["review_judge_message"] = (
-                f"Read {merged.read:,} decisions from {upload.name}: {merged.added:,} added, "
-                f"{merged.already_present:,} already present{skipped}.")
+            summary = import_summary(merged)
+            st.session_state["review_judge_message"] = summary[0].upper() + summary[1:] + "."
             st.rerun()  # the card and the progress above show the imported decisions
         message = st.session_state.pop("review_judge_message", None)
         if message:

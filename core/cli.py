@@ -276,7 +276,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
 
 def cmd_decisions(args: argparse.Namespace) -> int:
-    from core.decisions import export_decisions, import_decisions
+    from core.decisions import export_decisions, import_decisions, import_summary
     from core.store import Store
 
     store = Store(args.workspace)
@@ -285,12 +285,7 @@ def cmd_decisions(args: argparse.Namespace) -> int:
         print(f"wrote {written.decisions} decisions ({written.retracted} retracted) to "
               f"{written.path}")
     else:
-        merged = import_decisions(store, args.in_path, args.annotator)
-        unlabeled = f" ({merged.unlabeled} lines without a label skipped)" if merged.unlabeled \
-            else ""
-        print(f"read {merged.read} decisions from {merged.path}{unlabeled}: {merged.added} added, "
-              f"{merged.already_present} already present, {merged.retractions_added} "
-              "retractions applied")
+        print(import_summary(import_decisions(store, args.in_path, args.annotator)))
     return 0
 
 

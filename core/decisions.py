@@ -50,7 +50,8 @@ class DecisionExport:
 class DecisionImport:
     """What an import did: ``read`` decisions; ``added`` new decisions; ``already_present`` skipped
     as already in the workspace (or repeated in the file); ``retractions_added`` undos applied;
-    ``unlabeled`` lines of a judged queue file left without a label (not read as decisions)."""
+    ``unlabeled`` lines of a judged queue file left without a label (not read as decisions);
+    ``unheld`` distinct pairs read whose texts no dataset here holds (they apply once ingested)."""
 
     path: Path
     read: int
@@ -58,6 +59,7 @@ class DecisionImport:
     already_present: int
     retractions_added: int
     unlabeled: int = 0
+    unheld: int = 0
 
 
 def _iso(value: object) -> str | None:
@@ -182,10 +184,20 @@ def import_decisions(store: Store, in_path: str | Path,
         InputError: a malformed line (nothing is written).
     """
     frame = read_decisions(in_path, annotator)
-    read, unlabeled = len(frame), frame.attrs["unlabeled"]
+    read, unlabeled, unheld = len(frame), frame.attrs["unlabeled"], store.unheld_pairs(frame)
     frame, undated_present = _dated(store, frame)
     added = present = retracted = 0
     if len(frame):
         added, present, retracted = store.merge_decisions(frame)
     return DecisionImport(Path(in_path), read, added, present + undated_present, retracted,
-                          unlabeled)
+                          unlabeled, unheld)
+
+
+def import_summary(merged: DecisionImport) -> str:
+    """One sentence on what an import did (the command line's and the Review page's)."""
+    skipped = f" ({merged.unlabeled:,} lines without a label skipped)" if merged.unlabeled else ""
+    unheld = (f"; {merged.unheld:,} pairs are of texts no dataset here holds, and apply once "
+              "they are ingested" if merged.unheld else "")
+    return (f"read {merged.read:,} decisions from {merged.path.name}{skipped}: {merged.added:,} "
+            f"added, {merged.already_present:,} already present, {merged.retractions_added:,} "
+            f"retractions applied{unheld}")

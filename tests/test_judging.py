@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.cli import main
-from core.decisions import import_decisions
+from core.decisions import import_decisions, import_summary
 from core.errors import InputError, WorkbenchError
 from core.judging import write_queue
 from core.mine import MineRequest, mine
@@ -78,7 +78,8 @@ def test_queue_file_holds_the_queue_with_its_texts_and_comes_back_as_decisions(j
         latest = _latest(store)
         assert [latest[(x["query_id"], x["doc_id"])] for x in lines[:3]] == [
             ("false_negative", "alice"), ("hard_negative", "llm-judge"), ("unsure", "alice")]
-        assert store.latest_decisions()[1].note == "answers a different question"
+        assert [d.note for d in store.latest_decisions() if d.annotator == "llm-judge"] == [
+            "answers a different question"]
         decided = {(x["query_id"], x["doc_id"]) for x in lines[:3]}
         assert not decided & set(zip(*review_head(store, run_id, 50)[["query_id",
                                                                        "doc_id"]].T.values))
@@ -106,6 +107,15 @@ def test_a_bad_judged_file_is_one_sentence_and_writes_nothing(judged_ws, tmp_pat
         assert store.decision_records().empty
         untouched = import_decisions(store, tmp_path / "queue.jsonl", "alice")
         assert (untouched.read, untouched.added, untouched.unlabeled) == (0, 0, 3)
+        # a verdict on texts this workspace does not hold is kept, and said to apply nowhere yet
+        elsewhere = {**lines[0], "query_hash": "0" * 32, "label": "false_negative"}
+        merged = import_decisions(store, _write(tmp_path / "elsewhere.jsonl", [elsewhere]), "bo")
+        assert (merged.added, merged.unheld) == (1, 1)
+        assert "1 pairs are of texts no dataset here holds" in import_summary(merged)
+        assert store.decision_records()["query_hash"].tolist() == ["0" * 32]
+        head = review_head(store, run_id, 3)
+        assert (lines[0]["query_id"], lines[0]["doc_id"]) in set(zip(head["query_id"],
+                                                                     head["doc_id"]))
         with pytest.raises(WorkbenchError, match="must end in .jsonl"):
             write_queue(store, run_id, tmp_path / "queue.csv")
         with pytest.raises(WorkbenchError, match="existing folder"):

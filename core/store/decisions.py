@@ -150,6 +150,21 @@ class DecisionsMixin:
             cur.unregister("incoming_decisions")
         return int(added), int(distinct - added), int(retracted)
 
+    def unheld_pairs(self, pairs: pd.DataFrame) -> int:
+        """How many of ``pairs`` (query_hash, doc_hash) no dataset of this workspace holds as a
+        query and a document: decisions on them apply only once such texts are ingested."""
+        if pairs.empty:
+            return 0
+        cur = self._cursor()
+        cur.register("incoming_pairs", pairs[["query_hash", "doc_hash"]].drop_duplicates())
+        try:
+            return int(cur.execute(
+                "SELECT count(*) FROM incoming_pairs i WHERE NOT EXISTS (SELECT 1 FROM queries q "
+                "WHERE q.text_hash = i.query_hash) OR NOT EXISTS (SELECT 1 FROM documents d "
+                "WHERE d.text_hash = i.doc_hash)").fetchall()[0][0])
+        finally:
+            cur.unregister("incoming_pairs")
+
     def annotation_version(self, run_id: int) -> str:
         """Return a token that changes whenever decisions or the run's suspicion scores change.
 

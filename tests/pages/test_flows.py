@@ -325,8 +325,8 @@ def test_review_imports_a_judged_queue_file(data_dir):
     at.button(key="review_judge_import").click().run()
     assert not at.exception and not _messages(at)
     assert [m.value.replace("\\", "") for m in at.success] == [
-        "Read 2 decisions from judged.jsonl: 2 added, 0 already present, 2 lines without a label "
-        "skipped."]
+        "Read 2 decisions from judged.jsonl (2 lines without a label skipped): 2 added, 0 already "
+        "present, 0 retractions applied."]
     assert [(d.query_id, d.doc_id, d.label, d.annotator) for d in store.latest_decisions()] == [
         (x["query_id"], x["doc_id"], x["label"], "erin") for x in lines[:2]]
     assert _metric(at, "You decided") == "2"
