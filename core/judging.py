@@ -9,8 +9,9 @@ arXiv 2505.16967, sees the query, the positive and the candidate). One JSON obje
      "suspicion": 0.93, "reasons": ["scores 0.96 x the positive"], "would_export": true,
      "label": null, "annotator": null, "note": null}
 
-The judge fills ``label`` (hard_negative, false_negative or unsure; lines left null are not
-judged) and, if it likes, ``annotator`` and ``note``; ``core.decisions.import_decisions`` (the
+A blind judge should see only ``query``, ``positives`` and ``candidate`` (the scores and reasons
+are the workbench's own evidence). The judge fills ``label`` (hard_negative, false_negative or
+unsure; lines left null are not judged) and, if it likes, ``annotator`` and ``note``; ``core.decisions.import_decisions`` (the
 command line's ``decisions import``, the Review page) merges the file, keyed by the hashes as
 every decision is.
 """
