@@ -272,7 +272,8 @@ def _judge_elsewhere(scope: ReviewScope) -> None:
                    "Fill each line's label (hard_negative, false_negative or unsure) and upload "
                    "the file: lines without a label are skipped, lines without an annotator are "
                    "recorded under your name. A file from `decisions export` imports the same "
-                   "way, so other annotators' work merges here.")
+                   "way, so other annotators' work merges here (when you are signed in, only "
+                   "your own).")
         cols = st.columns([1, 1, 2], vertical_alignment="bottom")
         size = int(cols[0].number_input("Candidates", min_value=1, max_value=10_000, value=100,
                                         step=50, key="review_judge_size"))
@@ -288,8 +289,11 @@ def _judge_elsewhere(scope: ReviewScope) -> None:
         if upload is not None and st.button("Import decisions", key="review_judge_import",
                                             icon=":material/upload:"):
             try:
+                # Signed in, an upload carries only your own decisions: nobody decides under
+                # another's name (other annotators' files merge on the command line).
+                only = annotator if common.login_identity() is not None else None
                 with common.uploaded_file(upload) as path:
-                    merged = import_decisions(store, path, annotator)
+                    merged = import_decisions(store, path, annotator, only)
             except WorkbenchError as err:  # nothing was written
                 common.error(err)
                 return

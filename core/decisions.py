@@ -106,12 +106,14 @@ def _timestamp(record, display: str, field: str, required: bool) -> datetime | N
     return stamp
 
 
-def read_decisions(path: str | Path, annotator: str | None = None) -> pd.DataFrame:
+def read_decisions(path: str | Path, annotator: str | None = None,
+                   only_annotator: str | None = None) -> pd.DataFrame:
     """Read and validate a decisions JSONL file into ``Store.decision_records`` columns.
 
     Lines of a judged queue file whose ``label`` is null or empty are left out (``attrs
     ["unlabeled"]`` counts them); ``annotator`` is the default for lines without one; lines
     without ``created_at`` keep it missing (NaT) for ``import_decisions`` to date.
+    ``only_annotator``: refuse a line by anyone else (a signed-in user imports as themselves).
 
     Raises:
         InputError: the first bad line, naming the file, the line and the field.
@@ -128,6 +130,9 @@ def read_decisions(path: str | Path, annotator: str | None = None) -> pd.DataFra
         if who is None:
             raise InputError(display, record.where, "field 'annotator' is missing; name the "
                              "annotator in the file or give one to the import (--annotator)")
+        if only_annotator is not None and who != only_annotator:
+            raise InputError(display, record.where, f"field 'annotator' is {who!r}, and only "
+                             f"{only_annotator!r}'s decisions can be imported here")
         row: dict[str, object] = {
             "query_hash": field_text(record, display, "query_hash"),
             "doc_hash": field_text(record, display, "doc_hash"),
@@ -172,10 +177,11 @@ def _dated(store: Store, frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return frame, int(present.sum())
 
 
-def import_decisions(store: Store, in_path: str | Path,
-                     annotator: str | None = None) -> DecisionImport:
+def import_decisions(store: Store, in_path: str | Path, annotator: str | None = None,
+                     only_annotator: str | None = None) -> DecisionImport:
     """Merge a decisions JSONL file, or a judged queue file, into the workspace: all of it or, on
-    any bad line, nothing. ``annotator``: for lines that name none.
+    any bad line, nothing. ``annotator``: for lines that name none; ``only_annotator``: refuse
+    lines by anyone else.
 
     Decisions the workspace already holds are skipped, so importing twice adds nothing; a decision
     retracted in the file is retracted here as well.
@@ -183,7 +189,7 @@ def import_decisions(store: Store, in_path: str | Path,
     Raises:
         InputError: a malformed line (nothing is written).
     """
-    frame = read_decisions(in_path, annotator)
+    frame = read_decisions(in_path, annotator, only_annotator)
     read, unlabeled, unheld = len(frame), frame.attrs["unlabeled"], store.unheld_pairs(frame)
     frame, undated_present = _dated(store, frame)
     added = present = retracted = 0

@@ -145,6 +145,37 @@ def test_signed_in_identity_is_the_annotator(review_workspace):
     assert decisions and {d.annotator for d in decisions} == {"ann@example.com"}
 
 
+def test_signed_in_upload_carries_only_your_own_decisions(review_workspace):
+    """Review's judged-file upload under sign-in: a line naming another annotator refuses the
+    whole file (one sentence, nothing written); lines naming nobody are the identity's."""
+    from core.judging import queue_jsonl, queue_records
+    from core.review import review_head
+
+    store = Store(review_workspace)
+    run_id = store.get_run().run_id
+    lines = queue_records(store, run_id, review_head(store, run_id, 2))
+    lines[0]["label"], lines[1]["label"] = "false_negative", "hard_negative"
+    lines[1]["annotator"] = "bob@example.com"
+    before = len(store.decision_log())
+    user = {"is_logged_in": True, "email": "ann@example.com", "name": "Ann"}
+    at = _signed(review_workspace, "review", user)
+    at.file_uploader(key="review_judge_upload").upload(
+        "judged.jsonl", queue_jsonl(lines), "application/jsonl").run()
+    at.button(key="review_judge_import").click().run()
+    assert not at.exception
+    assert ("judged.jsonl line 2: field 'annotator' is 'bob@example.com', and only "
+            "'ann@example.com''s decisions can be imported here") in _errors(at)[0]
+    assert len(store.decision_log()) == before
+    lines[1]["annotator"] = None
+    at.file_uploader(key="review_judge_upload").clear().upload(
+        "judged.jsonl", queue_jsonl(lines), "application/jsonl").run()
+    at.button(key="review_judge_import").click().run()
+    assert not at.exception and not _errors(at)
+    added = store.decision_log()[before:]
+    assert [(d.label, d.annotator) for d in added] == [
+        ("false_negative", "ann@example.com"), ("hard_negative", "ann@example.com")]
+
+
 def test_signed_out_user_gets_a_log_in_button_and_cannot_decide(review_workspace):
     at = _signed(review_workspace, "review", {"is_logged_in": False}, annotator="mallory")
     assert not at.exception
