@@ -49,8 +49,9 @@ def info(message: str) -> None:
 def uploaded_file(upload) -> Iterator[Path]:
     """An uploaded file on disk under its own name (so errors name the file the user chose),
     removed afterwards."""
+    name = Path(upload.name).name  # no folder part; "." and ".." are not file names
     with tempfile.TemporaryDirectory(prefix="upload-") as folder:
-        path = Path(folder) / (Path(upload.name).name or "upload")
+        path = Path(folder) / (name if name not in ("", ".", "..") else "upload")
         path.write_bytes(upload.getvalue())
         yield path
 
