@@ -12,7 +12,9 @@ from core.audit import audit_report
 from core.clusters import default_cluster_count
 from core.decisions import import_decisions, import_summary
 from core.errors import WorkbenchError
-from core.false_negatives.learning import MIN_PER_LABEL, learn_from_decisions
+from core.false_negatives.learning import (
+    MIN_PER_LABEL, RELEARN_EVERY, learn_from_decisions, relearn_if_due,
+)
 from core.false_negatives.suspicion import weights_rows
 from core.highlight import shared_terms, text_block
 from core.judging import queue_jsonl, queue_records
@@ -26,6 +28,9 @@ ACTIONS = (("Hard negative", "hard_negative", "H", "primary"),
            ("False negative", "false_negative", "F", "secondary"),
            ("Unsure", "unsure", "U", "secondary"))
 ANY = "(any)"
+# Pools up to this size re-learn after a decision every RELEARN_EVERY decisions (a second or two
+# here); larger ones only on the button (about a minute a million pairs).
+AUTO_RELEARN_MAX_PAIRS = 50_000
 
 st.title("Review")
 store = common.store()
@@ -97,11 +102,22 @@ def _decide(query_id: str, doc_id: str, label: str) -> None:
             st.session_state.get("review_queue_cache"), st.session_state.get("review_progress"))
         st.session_state["review_queue_cache"] = recorded.queue
         st.session_state["review_progress"] = recorded.progress
-        st.session_state["review_message"] = ("success", f"{query_id} / {doc_id}: "
-                                              f"{label.replace('_', ' ')}")
+        text = f"{query_id} / {doc_id}: {label.replace('_', ' ')}"
+        learned = relearn_if_due(store, run.run_id) if _relearns() else None
+        if learned is not None:  # the queue now follows the new suspicion
+            st.session_state["review_queue_cache"] = None
+            used = learned.false_negatives + learned.hard_negatives
+            text += f"; suspicion re-learned from {used} decisions"
+        st.session_state["review_message"] = ("success", text)
     except WorkbenchError as err:
         st.session_state["review_message"] = ("error", str(err))
     st.session_state["review_note"] = ""
+
+
+def _relearns() -> bool:
+    """Whether a decision may re-learn the suspicion now (the toggle; a pool small enough)."""
+    return (st.session_state.get("review_relearn", True)
+            and store.pool_pair_counts(run.run_id, run.dataset_id)[0] <= AUTO_RELEARN_MAX_PAIRS)
 
 
 def _skip(query_id: str, doc_id: str) -> None:
@@ -247,11 +263,17 @@ def _weights() -> None:
 
 def _learn() -> None:
     """Fit the suspicion to the run's decisions from the page, as ``python -m core learn``."""
+    since = store.decisions_since_scored(run.run_id, run.dataset_id)
     with st.expander("Learn from decisions"):
         st.caption(f"Fit the suspicion to this run's decisions (at least {MIN_PER_LABEL} false "
                    f"negatives and {MIN_PER_LABEL} hard negatives) and re-score every candidate; "
                    "the queue then follows the learned suspicion. The signals' corrections "
                    "apply only when cross-validation on the decisions beats chance.")
+        st.toggle(f"Re-learn every {RELEARN_EVERY} decisions as you review", value=True,
+                  key="review_relearn",
+                  help=f"on runs of up to {AUTO_RELEARN_MAX_PAIRS:,} pool pairs (re-scoring a "
+                       "larger one takes about a minute a million pairs: use the button)")
+        st.caption(f"{since:,} decisions since the suspicion was last scored.")
         if st.button("Learn and re-score", key="review_learn", icon=":material/model_training:"):
             try:
                 st.session_state["review_learned"] = (

@@ -22,7 +22,7 @@ from core.evaluation import (
     derive_labeled_split, oracle_hardness, read_relevant, score_export, suspicion_auc,
 )
 from core.export import planned_negatives
-from core.false_negatives.learning import learn_from_decisions
+from core.false_negatives.learning import RELEARN_EVERY, learn_from_decisions, relearn_if_due
 from core.ingest import ingest
 from core.mine import MineRequest, mine
 from core.mining import strategy_names
@@ -42,12 +42,14 @@ Report = Callable[[dict], None]
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """What to run. ``learn_decisions``: simulated decisions the learned suspicion is fit on."""
+    """What to run. ``learn_decisions``: simulated decisions the learned suspicion is fit on;
+    ``relearn_every``: the review curve's second series re-learns every this many decisions."""
 
     beir: Path
     k: int = 5
     budgets: tuple[int, ...] = (0, 1, 2, 5, 10)
     learn_decisions: int = 200
+    relearn_every: int = RELEARN_EVERY  # 0: the review curve in cold queue order only
     full_split: str = "test"
     cache: Path = Path("data/workspaces/bench-cache.duckdb")
     strategies: tuple[str, ...] = field(default_factory=tuple)
@@ -135,9 +137,14 @@ def _export_score(store: Store, run_id: int, relevant: set, k: int) -> dict:
     return asdict(score_export(negatives, relevant, _queries(store), k))
 
 
-def _simulate_reviews(store: Store, run_id: int, relevant: set, target: int, done: int) -> int:
-    """Decide queue items (answering from the full qrels) until ``target`` decisions in total."""
+def _simulate_reviews(store: Store, run_id: int, relevant: set, target: int, done: int,
+                      relearn_every: int = 0) -> int:
+    """Decide queue items (answering from the full qrels) until ``target`` decisions in total;
+    with ``relearn_every``, re-learn the suspicion as the Review page does (``relearn_if_due``,
+    checked after each batch of about a twentieth of the queries)."""
     batch = max(1, len(_queries(store)) // 20)
+    if relearn_every:
+        batch = min(batch, relearn_every)
     while done < target:
         queue = review_queue(store, run_id, limit=min(batch, target - done))
         if queue.empty:
@@ -147,6 +154,8 @@ def _simulate_reviews(store: Store, run_id: int, relevant: set, target: int, don
             store.record_decision(row.query_hash, row.doc_hash, label, "simulated-annotator",
                                   row.query_id, row.doc_id)
             done += 1
+        if relearn_every:
+            relearn_if_due(store, run_id, relearn_every)
     return done
 
 
@@ -184,13 +193,19 @@ def _learning_row(config: BenchConfig, ws: _Workspaces, relevant: set) -> dict:
 
 
 def _review_rows(config: BenchConfig, ws: _Workspaces, relevant: set) -> Iterator[dict]:
-    store = ws.fresh()
-    run = mine(store, config.request("curated"))
-    n_queries, done = len(_queries(store)), 0
-    for budget in sorted(config.budgets):
-        done = _simulate_reviews(store, run.run_id, relevant, budget * n_queries, done)
-        yield {"kind": "review", "method": "curated", "reviews_per_query": budget,
-               "decisions": done, **_export_score(store, run.run_id, relevant, config.k)}
+    """The review curve in the cold suspicion's queue order, then (``relearn_every``) as the
+    Review page walks it, re-learning from the decisions every ``relearn_every``."""
+    series = [("curated", 0)]
+    if config.relearn_every:
+        series.append((f"curated, re-learning /{config.relearn_every}", config.relearn_every))
+    for method, every in series:
+        store = ws.fresh()
+        run = mine(store, config.request("curated"))
+        n_queries, done = len(_queries(store)), 0
+        for budget in sorted(config.budgets):
+            done = _simulate_reviews(store, run.run_id, relevant, budget * n_queries, done, every)
+            yield {"kind": "review", "method": method, "reviews_per_query": budget,
+                   "decisions": done, **_export_score(store, run.run_id, relevant, config.k)}
 
 
 def run_hidden_positive(config: BenchConfig, report: Report) -> list[dict]:

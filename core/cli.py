@@ -336,7 +336,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         ) from err
     config = BenchConfig(
         beir=Path(args.beir), k=args.k, budgets=budgets, learn_decisions=args.learn_decisions,
-        full_split=args.full_split, cache=Path(args.cache),
+        relearn_every=args.relearn_every, full_split=args.full_split, cache=Path(args.cache),
         strategies=tuple(s.strip() for s in args.strategies.split(",")) if args.strategies else (),
         teacher=args.teacher, teacher_kind=args.teacher_kind, model=args.model,
     )
@@ -359,6 +359,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from core.false_negatives.learning import RELEARN_EVERY  # (the mine epilog loads it anyway)
+
     parser = _Parser(prog="python -m core", description=(
         "Hard-negative mining workbench: ingest retrieval data, mine negatives, review, export."))
     sub = parser.add_subparsers(dest="command", required=True)
@@ -521,6 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reviews per query for the review curve (0,1,2,5,10)")
     p.add_argument("--learn-decisions", type=int, default=200,
                    help="simulated decisions the learned suspicion is fit on (200; 0 skips)")
+    p.add_argument("--relearn-every", type=int, default=RELEARN_EVERY,
+                   help=f"a second review curve re-learns every N decisions, as the Review "
+                   f"page does ({RELEARN_EVERY}; 0 skips it)")
     p.add_argument("--full-split", default="test", help="qrels split with all judgements")
     p.add_argument("--cache", default="data/workspaces/bench-cache.duckdb",
                    help="workspace that caches vectors between benchmark runs")

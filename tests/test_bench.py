@@ -62,7 +62,7 @@ def _bench_folder(tmp_path, corpus, queries, full, qrels):
     return root
 
 
-def test_bench_command_end_to_end(tmp_path, capsys):
+def test_bench_command_end_to_end(tmp_path, capsys, monkeypatch):
     corpus, queries, qrels = topical_corpus(docs_per_topic=8)
     # Full judgements: the even-numbered documents of the query's topic are relevant, so the
     # hard candidates are a mix of hidden positives and true negatives.
@@ -70,8 +70,14 @@ def test_bench_command_end_to_end(tmp_path, capsys):
             if d.startswith(q.split("-")[1] + "-") and int(d.split("-")[1]) % 2 == 0]
     root = _bench_folder(tmp_path, corpus, queries, full, qrels)
     out = tmp_path / "rows.jsonl"
+    import core.bench
+
+    relearned: list[int] = []  # the second review curve re-learns as the Review page does
+    relearn = core.bench.relearn_if_due
+    monkeypatch.setattr(core.bench, "relearn_if_due", lambda store, run_id, every: (
+        relearned.append(every) or relearn(store, run_id, every)))
     code = main(["bench", "hidden-positive", "--beir", str(root), "--k", "3",
-                 "--review-budget", "0,2", "--learn-decisions", "80",
+                 "--review-budget", "0,2", "--learn-decisions", "80", "--relearn-every", "6",
                  "--strategies", "curated,top_k", "--cache", str(tmp_path / "cache.duckdb"),
                  "--json", str(out)])
     assert code == 0
@@ -80,10 +86,12 @@ def test_bench_command_end_to_end(tmp_path, capsys):
     assert {"curated", "top_k", "st-TopK-PercPos 0.95", "st-FlagEmbedding 10-210"} <= methods
     cold = [r for r in rows if r["kind"] == "suspicion" and r["method"] == "cold"]
     assert cold and 0.0 <= cold[0]["roc_auc"] <= 1.0
-    curve = [r for r in rows if r["kind"] == "review"]
-    assert [r["reviews_per_query"] for r in curve] == [0, 2]
-    assert curve[1]["decisions"] == 2 * 12
-    assert curve[1]["fn_rate"] <= curve[0]["fn_rate"]
+    for method in ("curated", "curated, re-learning /6"):
+        curve = [r for r in rows if r["kind"] == "review" and r["method"] == method]
+        assert [r["reviews_per_query"] for r in curve] == [0, 2]
+        assert curve[1]["decisions"] == 2 * 12
+        assert curve[1]["fn_rate"] <= curve[0]["fn_rate"]
+    assert relearned and set(relearned) == {6}  # checked after each batch of that series only
     printed = capsys.readouterr().out
     assert "fn_rate" in printed and "suspicion (cold)" in printed
 

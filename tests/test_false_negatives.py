@@ -26,7 +26,7 @@ from core.false_negatives import (
 from core.false_negatives.cross_query import REASON_QUERY_SIMILARITY
 from core.false_negatives.learning import (
     QUERY_EFFECT, MonotoneLogistic, cold_suspicion, learn_from_decisions, learned_suspicion,
-    query_effect, signal_matrix,
+    query_effect, relearn_if_due, signal_matrix,
 )
 from core.false_negatives.suspicion import Scorer, weights_rows, weights_text
 from core.false_negatives.teacher import load_teacher
@@ -424,6 +424,38 @@ def test_learning_from_decisions(topical_ws, tmp_path):
             lambda r: [t for t in json.loads(r) if t.startswith("model learned from")])
         assert (notes.map(len) == 1).all()
         assert notes.map(lambda n: n[0].startswith("model learned from 52 decisions")).all()
+
+
+def test_relearning_is_due_every_n_decisions_once_each_label_has_its_minimum(topical_ws,
+                                                                           tmp_path):
+    """relearn_if_due (the Review page after a decision, the bench's second review curve):
+    nothing below ``every`` decisions since the last scoring or below a label's minimum; a
+    re-scored run once both are met; then nothing again until ``every`` more."""
+    path, run_id = topical_ws
+    with _open_copy(path, tmp_path) as store:
+        cold = store.run_candidates(run_id).reset_index(drop=True)
+        run = store.get_run(run_id)
+        truth = _same_topic(cold)
+        fn, hn = cold[truth].sample(30, random_state=1), cold[~truth].sample(30, random_state=1)
+
+        def record(frame, label):
+            for q, d in zip(frame.query_hash, frame.doc_hash):
+                store.record_decision(q, d, label, "bot")
+
+        record(hn.iloc[:25], "hard_negative")
+        record(fn.iloc[:10], "false_negative")
+        assert store.decisions_since_scored(run_id, run.dataset_id) == 35
+        assert relearn_if_due(store, run_id, every=40) is None  # 35 < 40
+        assert relearn_if_due(store, run_id, every=30) is None  # due, but 10 false negatives
+        assert (store.run_candidates(run_id).scorer == "cold").all()
+        record(fn.iloc[10:25], "false_negative")
+        report = relearn_if_due(store, run_id, every=30)
+        assert report is not None and (report.false_negatives, report.hard_negatives) == (25, 25)
+        assert (store.run_candidates(run_id).scorer == "learned").all()
+        assert store.decisions_since_scored(run_id, run.dataset_id) == 0
+        record(fn.iloc[25:], "false_negative")
+        assert relearn_if_due(store, run_id, every=30) is None  # 5 since the last scoring
+        assert relearn_if_due(store, run_id, every=0) is None
 
 
 # -- teacher ---------------------------------------------------------------------------------------

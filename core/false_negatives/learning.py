@@ -14,6 +14,11 @@ from core.errors import WorkbenchError
 from core.store import Store
 
 MIN_PER_LABEL = 20
+# Decisions between automatic re-learning while reviewing (the Review page, the bench's review
+# curve). Re-learning as decisions come in lets the queue follow what they teach: on dbpedia at
+# 10 reviews per query, fn_rate 0.045 -> 0.020; every 20, 40 or 100 decisions gives about the
+# same curve (bench/RESULTS.md).
+RELEARN_EVERY = 50
 FOLDS = 5
 NOTE_PREFIX = "model learned from "
 # The cold suspicion is kept in each candidate's signals under this key once a model replaces it.
@@ -28,6 +33,10 @@ QUERY_EFFECT_STEPS = 8
 # (Hanley-McNeil; 1.96: a one-sided 97.5 % bound), must stay above chance.
 SKILL_Z = 1.96
 _EPS = 1e-3
+
+
+class TooFewDecisions(WorkbenchError):
+    """Learning needs more decisions of a label than the run has."""
 
 
 @dataclass(frozen=True)
@@ -240,7 +249,7 @@ def learn_from_decisions(store: Store, run_id: int | None = None,
     decisions are ignored.
 
     Raises:
-        WorkbenchError: fewer than ``min_per_label`` decisions of either label.
+        TooFewDecisions: fewer than ``min_per_label`` decisions of either label.
     """
     run = store.get_run(run_id)
     pool = store.run_candidates(run.run_id).drop_duplicates(["query_id", "doc_id"])
@@ -249,7 +258,7 @@ def learn_from_decisions(store: Store, run_id: int | None = None,
     n_fn = int((labels == 1).sum())
     n_hn = int((labels == 0).sum())
     if min(n_fn, n_hn) < min_per_label:
-        raise WorkbenchError(
+        raise TooFewDecisions(
             f"learning needs at least {min_per_label} false-negative and {min_per_label} "
             f"hard-negative decisions on run {run.run_id}; it has {n_fn} and {n_hn}")
     x, names = signal_matrix(pool)
@@ -273,3 +282,16 @@ def learn_from_decisions(store: Store, run_id: int | None = None,
     }), "learned")
     return LearnReport(run.run_id, n_fn, n_hn, scores.cv_auc, len(pool), scores.features,
                        scores.corrections)
+
+
+def relearn_if_due(store: Store, run_id: int | None = None,
+                   every: int = RELEARN_EVERY) -> LearnReport | None:
+    """``learn_from_decisions`` when ``every`` decisions or more were recorded on the run's
+    dataset since its suspicion was last scored and each label has its minimum; else None."""
+    run = store.get_run(run_id)
+    if every < 1 or store.decisions_since_scored(run.run_id, run.dataset_id) < every:
+        return None
+    try:
+        return learn_from_decisions(store, run.run_id)
+    except TooFewDecisions:  # the next decisions may bring them
+        return None

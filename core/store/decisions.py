@@ -165,6 +165,15 @@ class DecisionsMixin:
         finally:
             cur.unregister("incoming_pairs")
 
+    def decisions_since_scored(self, run_id: int, dataset_id: int) -> int:
+        """Decisions recorded on the dataset's queries since the run's suspicion was last scored
+        (by mining or by learning); every decision when it has not been scored."""
+        return int(self._cursor().execute(
+            "SELECT count(*) FROM decisions d WHERE d.created_at > coalesce((SELECT "
+            "max(scored_at) FROM suspicion WHERE run_id = ?), TIMESTAMP '1970-01-01') AND "
+            "d.query_hash IN (SELECT text_hash FROM queries WHERE dataset_id = ?)",
+            [run_id, dataset_id]).fetchall()[0][0])
+
     def annotation_version(self, run_id: int) -> str:
         """Return a token that changes whenever decisions or the run's suspicion scores change.
 

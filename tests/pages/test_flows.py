@@ -330,3 +330,34 @@ def test_review_imports_a_judged_queue_file(data_dir):
     assert [(d.query_id, d.doc_id, d.label, d.annotator) for d in store.latest_decisions()] == [
         (x["query_id"], x["doc_id"], x["label"], "erin") for x in lines[:2]]
     assert _metric(at, "You decided") == "2"
+
+
+def test_review_relearns_every_fifty_decisions_unless_turned_off(data_dir):
+    """A decision that brings the run to RELEARN_EVERY decisions since its last scoring (with
+    each label's minimum) re-learns the suspicion and says so; with the toggle off it does not."""
+    from core.false_negatives.learning import RELEARN_EVERY
+
+    workspace = data_dir / "workspaces" / "relearn.duckdb"
+    run_id = seed_workspace(workspace, data_dir)
+    store = Store(workspace)
+    pool = store.run_candidates(run_id).drop_duplicates(["query_id", "doc_id"])
+    same_topic = [q.split("-")[1] == d.split("-")[0]
+                  for q, d in zip(pool["query_id"], pool["doc_id"])]
+    pairs = list(zip(pool["query_hash"], pool["doc_hash"], same_topic))
+    wrong = [p for p in pairs if p[2]][:25]
+    right = [p for p in pairs if not p[2]][:RELEARN_EVERY - 1 - len(wrong)]
+    for query_hash, doc_hash, relevant in [*wrong, *right]:
+        store.record_decision(query_hash, doc_hash,
+                              "false_negative" if relevant else "hard_negative", "gus")
+    at = open_page(workspace, "review", annotator="gus")
+    at.toggle(key="review_relearn").set_value(False).run()
+    at.button(key="review_hard_negative").click().run()  # the 49th + 1, but turned off
+    assert not at.exception and not _messages(at)
+    assert (store.run_candidates(run_id)["scorer"] == "cold").all()
+    at.button(key="review_undo").click().run()
+    at.toggle(key="review_relearn").set_value(True).run()
+    at.button(key="review_hard_negative").click().run()
+    assert not at.exception and not _messages(at)
+    assert (store.run_candidates(run_id)["scorer"] == "learned").all()
+    assert any(f"suspicion re-learned from {RELEARN_EVERY} decisions" in m.value.replace("\\", "")
+               for m in at.success)
