@@ -340,19 +340,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
         strategies=tuple(s.strip() for s in args.strategies.split(",")) if args.strategies else (),
         teacher=args.teacher, teacher_kind=args.teacher_kind, model=args.model,
     )
-    sink = open(args.json, "w", encoding="utf-8") if args.json else None
-    try:
-        def report(row: dict) -> None:
-            line = dumps(row)
-            print(line, flush=True)
-            if sink:
-                sink.write(line + "\n")
-                sink.flush()
+    if args.json and (Path(args.json).is_dir() or not Path(args.json).parent.is_dir()):
+        raise WorkbenchError(f"cannot write the rows to {args.json}: give a file in an existing "
+                             "folder")
 
-        rows = run_hidden_positive(config, report)
-    finally:
-        if sink:
-            sink.close()
+    def report(row: dict) -> None:
+        print(dumps(row), flush=True)
+
+    rows = run_hidden_positive(config, report)
+    if args.json:  # written whole at the end: a failed or interrupted run leaves the old file
+        from core.files import atomic_write
+
+        text = "".join(dumps(row) + "\n" for row in rows).encode("utf-8")
+        atomic_write(Path(args.json), lambda handle: handle.write(text))
     print()
     print(format_table(rows))
     return 0

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from core.cli import main
+from core.errors import WorkbenchError
 from core.store import Store
 from core.evaluation import (
     derive_labeled_split, oracle_hardness, read_relevant, score_export, suspicion_auc,
@@ -94,6 +95,26 @@ def test_bench_command_end_to_end(tmp_path, capsys, monkeypatch):
     assert relearned and set(relearned) == {6}  # checked after each batch of that series only
     printed = capsys.readouterr().out
     assert "fn_rate" in printed and "suspicion (cold)" in printed
+
+
+def test_bench_rows_file_is_written_whole_or_not_at_all(tmp_path, capsys, monkeypatch):
+    """--json is written at the end, atomically: a run that fails part-way leaves the earlier
+    file as it was (it once left it empty), and a folder that does not exist is refused before
+    anything runs."""
+    import core.bench
+
+    def failing(config, report):
+        report({"kind": "strategy", "method": "top_k"})
+        raise WorkbenchError("the run failed part-way")
+
+    monkeypatch.setattr(core.bench, "run_hidden_positive", failing)
+    out = tmp_path / "rows.jsonl"
+    out.write_text('{"earlier": "rows"}\n')
+    args = ["bench", "hidden-positive", "--beir", str(tmp_path), "--json", str(out)]
+    assert main(args) == 1
+    assert out.read_text() == '{"earlier": "rows"}\n'
+    assert main([*args[:-1], str(tmp_path / "missing" / "rows.jsonl")]) == 1
+    assert "give a file in an existing folder" in capsys.readouterr().err
 
 
 def test_bench_consults_a_teacher_and_keeps_its_vectors(tmp_path, tiny_model_dir):
