@@ -37,6 +37,7 @@ from core.remine import find_reusable_run
 from core.store import Store
 from core.text import text_hash
 from tests.conftest import ingest_tiny, topical_corpus, write_beir
+from tests.workloads import add_fake_run
 
 BUILTIN_DETECTORS = ["relative_score", "positive_similarity", "lexical", "cluster", "cross_query",
                      "teacher"]
@@ -456,6 +457,9 @@ def test_relearning_is_due_every_n_decisions_once_each_label_has_its_minimum(top
         record(fn.iloc[25:], "false_negative")
         assert relearn_if_due(store, run_id, every=30) is None  # 5 since the last scoring
         assert relearn_if_due(store, run_id, every=0) is None
+        unscored = add_fake_run(store, run.dataset_id)  # a run without suspicion: nothing to do
+        assert store.decisions_since_scored(unscored, run.dataset_id) == 55
+        assert relearn_if_due(store, unscored, every=30) is None
 
 
 # -- teacher ---------------------------------------------------------------------------------------

@@ -289,7 +289,9 @@ def relearn_if_due(store: Store, run_id: int | None = None,
     """``learn_from_decisions`` when ``every`` decisions or more were recorded on the run's
     dataset since its suspicion was last scored and each label has its minimum; else None."""
     run = store.get_run(run_id)
-    if every < 1 or store.decisions_since_scored(run.run_id, run.dataset_id) < every:
+    if every < 1 or store.review_version(run.run_id)[2] == 0:  # never scored: nothing to learn
+        return None
+    if store.decisions_since_scored(run.run_id, run.dataset_id) < every:
         return None
     try:
         return learn_from_decisions(store, run.run_id)
