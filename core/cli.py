@@ -234,6 +234,8 @@ def cmd_queue(args: argparse.Namespace) -> int:
     from core.review import review_head
     from core.store import Store
 
+    if args.limit < 1:
+        raise WorkbenchError(f"--limit must be at least 1, got {args.limit}")
     store = Store(args.workspace)
     if args.out:
         written = write_queue(store, args.run, args.out, args.limit, args.query)

@@ -11,9 +11,9 @@ arXiv 2505.16967, sees the query, the positive and the candidate). One JSON obje
 
 A blind judge should see only ``query``, ``positives`` and ``candidate`` (the scores and reasons
 are the workbench's own evidence). The judge fills ``label`` (hard_negative, false_negative or
-unsure; lines left null are not judged) and, if it likes, ``annotator`` and ``note``; ``core.decisions.import_decisions`` (the
-command line's ``decisions import``, the Review page) merges the file, keyed by the hashes as
-every decision is.
+unsure; lines left null are not judged) and, if it likes, ``annotator`` and ``note``;
+``core.decisions.import_decisions`` (the command line's ``decisions import``, the Review page)
+merges the file, keyed by the hashes as every decision is.
 """
 
 from __future__ import annotations
