@@ -113,12 +113,21 @@ class MonotoneLogistic:
         return _sigmoid(z @ self.coef_ + self.intercept_ + base)
 
 
-def signal_matrix(pool: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    """Evidence features from the pool's stored ``signals`` JSON: every detector's global and
-    per-query percentile, plus the raw values of the decisive detectors."""
+def parsed_signals(pool: pd.DataFrame) -> list[dict]:
+    """The pool's stored ``signals`` JSON, parsed (once: at a million candidates each pass costs
+    seconds)."""
     if pool["signals"].isna().any():
         raise WorkbenchError("the run has candidates without suspicion signals; mine it again")
-    parsed = [json.loads(s) for s in pool["signals"]]
+    return [json.loads(s) for s in pool["signals"]]
+
+
+def signal_matrix(pool: pd.DataFrame,
+                  parsed: list[dict] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Evidence features from the pool's stored ``signals`` JSON (``parsed``: already parsed by
+    ``parsed_signals``): every detector's global and per-query percentile, plus the raw values
+    of the decisive detectors."""
+    if parsed is None:
+        parsed = parsed_signals(pool)
     keys = sorted(parsed[0]) if parsed else []
     names = [k for k in keys if k.endswith("_pct")] + [
         k for k in keys if k in ("positive_similarity", "cross_query", "teacher")]
@@ -126,10 +135,11 @@ def signal_matrix(pool: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     return matrix, names
 
 
-def cold_suspicion(pool: pd.DataFrame) -> np.ndarray:
+def cold_suspicion(pool: pd.DataFrame, parsed: list[dict] | None = None) -> np.ndarray:
     """Each candidate's suspicion before any model: kept in its signals once learning replaced it,
     else the run's stored (cold) suspicion."""
-    parsed = [json.loads(s) for s in pool["signals"]]
+    if parsed is None:
+        parsed = [json.loads(s) for s in pool["signals"]]
     stored = pool["suspicion"].astype(float).to_numpy()
     return np.array([p.get(COLD_KEY, v) for p, v in zip(parsed, stored)], dtype=np.float64)
 
@@ -261,8 +271,11 @@ def learn_from_decisions(store: Store, run_id: int | None = None,
         raise TooFewDecisions(
             f"learning needs at least {min_per_label} false-negative and {min_per_label} "
             f"hard-negative decisions on run {run.run_id}; it has {n_fn} and {n_hn}")
-    x, names = signal_matrix(pool)
-    cold = cold_suspicion(pool)
+    parsed = parsed_signals(pool)
+    x, names = signal_matrix(pool, parsed)
+    cold = cold_suspicion(pool, parsed)
+    kept = [COLD_KEY in p for p in parsed]
+    del parsed  # a million dicts: gone before the model and the new texts are built
     scores = learned_suspicion(x, names, cold, pool["query_id"].to_numpy(),
                                labels.to_numpy(dtype=float))
     note = (f"model learned from {n_fn + n_hn} decisions "
@@ -273,8 +286,7 @@ def learn_from_decisions(store: Store, run_id: int | None = None,
                            *[t for t in json.loads(r or "[]")
                              if not t.startswith(NOTE_PREFIX)]][:4])
                for p, r in zip(scores.probability, pool["reasons"])]
-    signals = [json.dumps({**json.loads(s), COLD_KEY: round(float(c), 5)})
-               for s, c in zip(pool["signals"], cold)]
+    signals = [_with_cold(s, k, c) for s, k, c in zip(pool["signals"], kept, cold)]
     store.put_suspicion(run.run_id, pd.DataFrame({
         "query_id": pool["query_id"], "doc_id": pool["doc_id"],
         "suspicion": scores.probability.astype(np.float32), "reasons": reasons,
@@ -282,6 +294,17 @@ def learn_from_decisions(store: Store, run_id: int | None = None,
     }), "learned")
     return LearnReport(run.run_id, n_fn, n_hn, scores.cv_auc, len(pool), scores.features,
                        scores.corrections)
+
+
+def _with_cold(text: str, kept: bool, cold: float) -> str:
+    """The signals JSON with the cold suspicion kept under COLD_KEY: as json.dumps writes
+    ``{**json.loads(text), COLD_KEY: round(cold, 5)}``, without decoding and encoding every
+    signal again (``text`` is json.dumps' own; ``kept``: the key is there already, holding this
+    value, since ``cold`` was read from it)."""
+    if kept:
+        return text
+    entry = f"{json.dumps(COLD_KEY)}: {json.dumps(round(float(cold), 5))}"
+    return f"{{{entry}}}" if text.strip() == "{}" else f"{text.rstrip()[:-1]}, {entry}}}"
 
 
 def relearn_if_due(store: Store, run_id: int | None = None,
