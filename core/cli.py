@@ -252,7 +252,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
     for i, r in enumerate(records, 1):
         suspicion = "-" if r["suspicion"] is None else f"{r['suspicion']:.2f}"
         export = "exported" if r["would_export"] else "held back"
-        print(f"{i}	{r['query_id']}	{r['doc_id']}	suspicion {suspicion}	{export}	"
+        print(f"{i}\t{r['query_id']}\t{r['doc_id']}\tsuspicion {suspicion}\t{export}\t"
               f"{r['reasons'][0] if r['reasons'] else ''}")
     return 0
 
