@@ -137,10 +137,20 @@ def _audit(options: ExportOptions) -> None:
                "order: the decisions estimate the whole export's false-negative rate, with an "
                "interval. "
                "Stopping early still estimates fairly; the interval is then wider.")
+    # An audit samples the export with decisions applied; say so where the options above ask
+    # for another one, rather than estimate an export that is not the one previewed.
+    unlike = ("This export ignores decisions; an audit samples the export with decisions "
+              "applied, so tick Apply decisions to audit what you export."
+              if not options.apply_decisions else
+              "This export takes reviewed hard negatives only: every negative in it is decided, "
+              "so there is nothing to estimate." if options.only_reviewed else None)
+    if unlike:
+        common.info(unlike)
     cols = st.columns([1, 1, 1], vertical_alignment="bottom")
     size = cols[0].number_input("Sample size", min_value=1, value=DEFAULT_AUDIT_SIZE, step=10,
                                 key="audit_size")
-    if cols[1].button("Draw a sample", key="audit_draw", icon=":material/casino:"):
+    if cols[1].button("Draw a sample", key="audit_draw", icon=":material/casino:",
+                      disabled=unlike is not None):
         drawn = draw_audit(store, run.run_id, int(size), created_by=common.annotator() or None,
                            num_negatives=k, max_false_negatives=limit)
         st.session_state["audit_message"] = (f"Drew audit {drawn.audit_id}: {drawn.size:,} of "

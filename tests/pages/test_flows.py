@@ -362,3 +362,18 @@ def test_review_relearns_every_fifty_decisions_unless_turned_off(data_dir):
     assert (store.run_candidates(run_id)["scorer"] == "learned").all()
     assert any(f"suspicion re-learned from {RELEARN_EVERY} decisions" in m.value.replace("\\", "")
                for m in at.success)
+
+
+def test_export_audit_refuses_an_export_it_would_not_sample(seeded):
+    """The audit samples the export with decisions applied: with Apply decisions off, or an
+    export of reviewed negatives only (nothing undecided to estimate), the page says so and the
+    draw button is off."""
+    at = open_page(seeded, "export", annotator="hal")
+    assert not at.button(key="audit_draw").disabled
+    at.checkbox(key="export_apply").uncheck().run()
+    assert not at.exception and at.button(key="audit_draw").disabled
+    assert any("tick Apply decisions" in i.value for i in at.info)
+    at.checkbox(key="export_apply").check().run()
+    at.checkbox(key="export_only_reviewed").check().run()
+    assert not at.exception and at.button(key="audit_draw").disabled
+    assert any("nothing to estimate" in i.value for i in at.info)
