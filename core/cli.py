@@ -230,7 +230,9 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
-    from core.judging import queue_records, write_queue
+    import pandas as pd
+
+    from core.judging import write_queue
     from core.review import review_head
     from core.store import Store
 
@@ -245,15 +247,15 @@ def cmd_queue(args: argparse.Namespace) -> int:
               "--in FILE --annotator NAME`")
         return 0
     run = store.get_run(args.run)
-    records = queue_records(store, run.run_id,
-                            review_head(store, run.run_id, args.limit, args.query))
-    if not records:
+    rows = review_head(store, run.run_id, args.limit, args.query)  # ids and reasons, no texts
+    if rows.empty:
         print(f"run {run.run_id}: every candidate is decided")
-    for i, r in enumerate(records, 1):
-        suspicion = "-" if r["suspicion"] is None else f"{r['suspicion']:.2f}"
-        export = "exported" if r["would_export"] else "held back"
-        print(f"{i}\t{r['query_id']}\t{r['doc_id']}\tsuspicion {suspicion}\t{export}\t"
-              f"{r['reasons'][0] if r['reasons'] else ''}")
+    for i, r in enumerate(rows.itertuples(index=False), 1):
+        suspicion = "-" if pd.isna(r.suspicion) else f"{r.suspicion:.2f}"
+        export = "exported" if r.would_export else "held back"
+        reasons = json.loads(r.reasons) if isinstance(r.reasons, str) else []
+        print(f"{i}\t{r.query_id}\t{r.doc_id}\tsuspicion {suspicion}\t{export}\t"
+              f"{reasons[0] if reasons else ''}")
     return 0
 
 
