@@ -28,9 +28,9 @@ ACTIONS = (("Hard negative", "hard_negative", "H", "primary"),
            ("False negative", "false_negative", "F", "secondary"),
            ("Unsure", "unsure", "U", "secondary"))
 ANY = "(any)"
-# Pools up to this size re-learn after a decision every RELEARN_EVERY decisions (a second or two
-# here); larger ones only on the button (about a minute a million pairs).
-AUTO_RELEARN_MAX_PAIRS = 50_000
+# Pools up to this size re-learn after a decision every RELEARN_EVERY decisions (1.5 s at 100,000
+# pairs here); larger ones only on the button (about 10 s a million pairs; bench/learn_at_size.py).
+AUTO_RELEARN_MAX_PAIRS = 100_000
 
 st.title("Review")
 store = common.store()
@@ -272,7 +272,7 @@ def _learn() -> None:
         st.toggle(f"Re-learn every {RELEARN_EVERY} decisions as you review", value=True,
                   key="review_relearn",
                   help=f"on runs of up to {AUTO_RELEARN_MAX_PAIRS:,} pool pairs (re-scoring a "
-                       "larger one takes about a minute a million pairs: use the button)")
+                       "larger one takes about 10 seconds a million pairs: use the button)")
         st.caption(f"{since:,} decisions since the suspicion was last scored.")
         if st.button("Learn and re-score", key="review_learn", icon=":material/model_training:"):
             try:

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -25,8 +26,8 @@ from core.false_negatives import (
 )
 from core.false_negatives.cross_query import REASON_QUERY_SIMILARITY
 from core.false_negatives.learning import (
-    QUERY_EFFECT, MonotoneLogistic, cold_suspicion, learn_from_decisions, learned_suspicion,
-    query_effect, relearn_if_due, signal_matrix,
+    COLD_KEY, NOTE_PREFIX, QUERY_EFFECT, MonotoneLogistic, cold_suspicion, learn_from_decisions,
+    learned_suspicion, query_effect, relearn_if_due, signal_matrix,
 )
 from core.false_negatives.suspicion import Scorer, weights_rows, weights_text
 from core.false_negatives.teacher import load_teacher
@@ -425,6 +426,46 @@ def test_learning_from_decisions(topical_ws, tmp_path):
             lambda r: [t for t in json.loads(r) if t.startswith("model learned from")])
         assert (notes.map(len) == 1).all()
         assert notes.map(lambda n: n[0].startswith("model learned from 52 decisions")).all()
+
+
+def test_a_learned_model_rewrites_each_candidates_reasons_and_keeps_its_cold_suspicion(
+        topical_ws, tmp_path):
+    """DuckDB rewrites the stored texts when a model is learned: the note with the candidate's p
+    comes first, a previous model's note goes, four reasons at most; the signals gain the cold
+    suspicion (to 5 decimals) unless they hold it, whatever characters the texts carry."""
+    path, run_id = topical_ws
+    with _open_copy(path, tmp_path) as store:
+        pairs = store.run_candidates(run_id)[["query_id", "doc_id"]].head(5)
+        old_note = "model learned from 40 decisions (cross-validated ROC-AUC 0.70): p = 0.91"
+        reasons = [[], ["labeled positive of the similar query 'caf\u00e9 \"x\" \\ y'"],
+                   [old_note, "a", "b", "c", "d"], ["\u2603 snow", "two"], ["one"]]
+        signals = [{}, {"lexical": 1.5, "a_pct": 0.25}, {"x": 1, COLD_KEY: 0.84625},
+                   {"teacher": -0.125, "odd \"key\".name": 2.0}, {"lexical_pct": 0.5}]
+        store.put_suspicion(run_id, pairs.assign(
+            suspicion=0.5, reasons=[json.dumps(r) for r in reasons],
+            signals=[json.dumps(s) for s in signals]), "cold")
+        p = np.array([0.123456, 0.995, 0.5, 0.0049, 1.0])
+        cold = np.array([0.73125, 0.1, 0.84625, 0.333333333, 0.5])
+        note = "model learned from 60 decisions (cross-validated ROC-AUC 0.81)"
+        store.put_learned_suspicion(run_id, pa.table({
+            "query_id": pairs.query_id, "doc_id": pairs.doc_id, "suspicion": p, "cold": cold,
+        }), note, NOTE_PREFIX, COLD_KEY, 4)
+        after = pairs.merge(store.run_candidates(run_id), on=["query_id", "doc_id"])
+        assert (after.scorer == "learned").all()
+        np.testing.assert_allclose(after.suspicion, p, atol=1e-7)
+        for i, row in after.iterrows():
+            expected = [f"{note}: p = {p[i]:.2f}",
+                        *[t for t in reasons[i] if not t.startswith(NOTE_PREFIX)]][:4]
+            assert json.loads(row.reasons) == expected
+            assert json.loads(row.signals) == {COLD_KEY: round(cold[i], 5), **signals[i]}
+        pool = store.scored_pool(run_id, ["a_pct", 'odd "key".name', "teacher"], COLD_KEY)
+        by_pair = {(q, d): r for q, d, r in zip(pool.column("query_id").to_pylist(),
+                                                pool.column("doc_id").to_pylist(),
+                                                pool.column("x").to_pylist())}
+        assert [by_pair[(q, d)] for q, d in zip(pairs.query_id, pairs.doc_id)] == [
+            [0.0, 0.0, 0.0], [0.25, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 2.0, -0.125],
+            [0.0, 0.0, 0.0]]
+        assert set(store.signal_keys(run_id)) >= {COLD_KEY, "lexical", 'odd "key".name'}
 
 
 def test_relearning_is_due_every_n_decisions_once_each_label_has_its_minimum(topical_ws,

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
-import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
@@ -123,16 +120,3 @@ def test_corrections_apply_only_when_cross_validation_beats_chance():
     held = np.isnan(labels)
     np.testing.assert_allclose(scores.probability[held], 1 / (1 + np.exp(-shifted[held])))
     assert np.abs(scores.probability[~held] - 1 / (1 + np.exp(-shifted[~held]))).max() > 1e-6
-
-
-@pytest.mark.parametrize("signals", [{}, {"lexical": 1.5}, {"a_pct": 0.25, "teacher": -0.125},
-                                     {"x": 1, "cold_suspicion": 0.84625}])
-def test_keeping_the_cold_suspicion_writes_what_json_dumps_writes(signals):
-    """Learning appends the cold suspicion to each candidate's signals text without decoding and
-    encoding it again; the text is exactly json.dumps of the merged signals."""
-    from core.false_negatives.learning import COLD_KEY, _with_cold
-
-    text = json.dumps(signals)
-    cold = signals.get(COLD_KEY, 0.73125)
-    assert _with_cold(text, COLD_KEY in signals, cold) == json.dumps(
-        {**signals, COLD_KEY: round(cold, 5)})

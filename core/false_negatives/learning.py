@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from core.errors import WorkbenchError
 from core.store import Store
@@ -21,6 +22,7 @@ MIN_PER_LABEL = 20
 RELEARN_EVERY = 50
 FOLDS = 5
 NOTE_PREFIX = "model learned from "
+MAX_REASONS = 4  # the learned note and the cold reasons after it
 # The cold suspicion is kept in each candidate's signals under this key once a model replaces it.
 COLD_KEY = "cold_suspicion"
 QUERY_EFFECT = "query_effect"
@@ -121,6 +123,13 @@ def parsed_signals(pool: pd.DataFrame) -> list[dict]:
     return [json.loads(s) for s in pool["signals"]]
 
 
+def feature_names(keys: list[str]) -> list[str]:
+    """The signals a model learns from, of a run's sorted signal keys: every detector's global
+    and per-query percentile, plus the raw values of the decisive detectors."""
+    return [k for k in keys if k.endswith("_pct")] + [
+        k for k in keys if k in ("positive_similarity", "cross_query", "teacher")]
+
+
 def signal_matrix(pool: pd.DataFrame,
                   parsed: list[dict] | None = None) -> tuple[np.ndarray, list[str]]:
     """Evidence features from the pool's stored ``signals`` JSON (``parsed``: already parsed by
@@ -128,9 +137,7 @@ def signal_matrix(pool: pd.DataFrame,
     of the decisive detectors."""
     if parsed is None:
         parsed = parsed_signals(pool)
-    keys = sorted(parsed[0]) if parsed else []
-    names = [k for k in keys if k.endswith("_pct")] + [
-        k for k in keys if k in ("positive_similarity", "cross_query", "teacher")]
+    names = feature_names(sorted(parsed[0]) if parsed else [])
     matrix = np.array([[row.get(n, 0.0) for n in names] for row in parsed], dtype=np.float64)
     return matrix, names
 
@@ -262,49 +269,31 @@ def learn_from_decisions(store: Store, run_id: int | None = None,
         TooFewDecisions: fewer than ``min_per_label`` decisions of either label.
     """
     run = store.get_run(run_id)
-    pool = store.run_candidates(run.run_id).drop_duplicates(["query_id", "doc_id"])
-    pool = pool[pool["suspicion"].notna()].reset_index(drop=True)
-    labels = pool["decision"].map({"false_negative": 1, "hard_negative": 0})
+    names = feature_names(store.signal_keys(run.run_id))
+    pool = store.scored_pool(run.run_id, names, COLD_KEY)
+    labels = pool.column("decision").to_pandas().map({"false_negative": 1, "hard_negative": 0})
     n_fn = int((labels == 1).sum())
     n_hn = int((labels == 0).sum())
     if min(n_fn, n_hn) < min_per_label:
         raise TooFewDecisions(
             f"learning needs at least {min_per_label} false-negative and {min_per_label} "
             f"hard-negative decisions on run {run.run_id}; it has {n_fn} and {n_hn}")
-    parsed = parsed_signals(pool)
-    x, names = signal_matrix(pool, parsed)
-    cold = cold_suspicion(pool, parsed)
-    kept = [COLD_KEY in p for p in parsed]
-    del parsed  # a million dicts: gone before the model and the new texts are built
-    scores = learned_suspicion(x, names, cold, pool["query_id"].to_numpy(),
+    x = pool.column("x").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    x = x.astype(np.float64).reshape(pool.num_rows, len(names))
+    cold = pool.column("cold").to_numpy()
+    scores = learned_suspicion(x, names, cold, pool.column("query_id").to_numpy(),
                                labels.to_numpy(dtype=float))
     note = (f"model learned from {n_fn + n_hn} decisions "
             f"(cross-validated ROC-AUC {scores.cv_auc:.2f}"
             f"{'' if scores.corrections else '; per-query effects only'})")
-    # A previous model's note (and its stale p) is replaced, not stacked under the new one.
-    reasons = [json.dumps([f"{note}: p = {p:.2f}",
-                           *[t for t in json.loads(r or "[]")
-                             if not t.startswith(NOTE_PREFIX)]][:4])
-               for p, r in zip(scores.probability, pool["reasons"])]
-    signals = [_with_cold(s, k, c) for s, k, c in zip(pool["signals"], kept, cold)]
-    store.put_suspicion(run.run_id, pd.DataFrame({
-        "query_id": pool["query_id"], "doc_id": pool["doc_id"],
-        "suspicion": scores.probability.astype(np.float32), "reasons": reasons,
-        "signals": signals,
-    }), "learned")
-    return LearnReport(run.run_id, n_fn, n_hn, scores.cv_auc, len(pool), scores.features,
+    # A previous model's note (and its stale p) is replaced, not stacked under the new one; the
+    # cold suspicion stays in the signals, so learning again anchors on it.
+    store.put_learned_suspicion(run.run_id, pa.table({
+        "query_id": pool.column("query_id"), "doc_id": pool.column("doc_id"),
+        "suspicion": scores.probability, "cold": cold,
+    }), note, NOTE_PREFIX, COLD_KEY, MAX_REASONS)
+    return LearnReport(run.run_id, n_fn, n_hn, scores.cv_auc, pool.num_rows, scores.features,
                        scores.corrections)
-
-
-def _with_cold(text: str, kept: bool, cold: float) -> str:
-    """The signals JSON with the cold suspicion kept under COLD_KEY: as json.dumps writes
-    ``{**json.loads(text), COLD_KEY: round(cold, 5)}``, without decoding and encoding every
-    signal again (``text`` is json.dumps' own; ``kept``: the key is there already, holding this
-    value, since ``cold`` was read from it)."""
-    if kept:
-        return text
-    entry = f"{json.dumps(COLD_KEY)}: {json.dumps(round(float(cold), 5))}"
-    return f"{{{entry}}}" if text.strip() == "{}" else f"{text.rstrip()[:-1]}, {entry}}}"
 
 
 def relearn_if_due(store: Store, run_id: int | None = None,

@@ -251,6 +251,79 @@ class RunsMixin:
             )
         cur.unregister("new_suspicion")
 
+    def signal_keys(self, run_id: int) -> list[str]:
+        """The keys of a run's stored signals (every candidate's, sorted)."""
+        return sorted(r[0] for r in self._cursor().execute(
+            "SELECT DISTINCT unnest(json_keys(signals)) FROM suspicion WHERE run_id = ?",
+            [run_id]).fetchall())
+
+    def scored_pool(self, run_id: int, features: Sequence[str], cold_key: str) -> pa.Table:
+        """A run's scored candidates for learning, with their signals read by DuckDB (decoding a
+        million JSON texts in Python took 10 s of learning's 44).
+
+        One row per (query_id, doc_id), in ``run_candidates``' order, keeping its first row.
+        Columns: query_id, doc_id, decision (the pair's latest label or NULL), suspicion;
+        cold: the signals' ``cold_key`` where present, else the suspicion; x: the ``features``
+        signals as a list of doubles (0.0 where a candidate has none).
+        """
+        paths = [_json_path(f) for f in features]
+        return self._cursor().sql(
+            """
+            SELECT c.query_id, c.doc_id, l.label AS decision, s.suspicion,
+                   coalesce(TRY_CAST(json_extract(s.signals, $cold) AS DOUBLE), s.suspicion)
+                       AS cold,
+                   list_transform(json_extract(s.signals, $paths)::VARCHAR[],
+                                  lambda v: coalesce(TRY_CAST(v AS DOUBLE), 0.0)) AS x
+            FROM candidates c
+            JOIN runs r ON r.run_id = c.run_id
+            JOIN queries q ON q.dataset_id = r.dataset_id AND q.query_id = c.query_id
+            JOIN documents d ON d.dataset_id = r.dataset_id AND d.doc_id = c.doc_id
+            JOIN suspicion s ON s.run_id = c.run_id AND s.query_id = c.query_id
+                AND s.doc_id = c.doc_id
+            LEFT JOIN latest_decisions l ON l.query_hash = q.text_hash AND l.doc_hash = d.text_hash
+            WHERE c.run_id = $run
+            QUALIFY row_number() OVER (PARTITION BY c.query_id, c.doc_id
+                                       ORDER BY c.rank NULLS LAST, c.score DESC) = 1
+            ORDER BY c.query_id, c.rank NULLS LAST, c.score DESC
+            """,
+            params={"run": run_id, "cold": _json_path(cold_key), "paths": paths},
+        ).to_arrow_table()
+
+    def put_learned_suspicion(self, run_id: int, scores: pa.Table, note: str, note_prefix: str,
+                              cold_key: str, max_reasons: int) -> None:
+        """Replace a run's suspicion with a learned model's (``scores``: query_id, doc_id,
+        suspicion and cold, both doubles), rewriting the stored texts in DuckDB: each candidate's
+        reasons start with ``note: p = <suspicion>``, lose the previous model's note (reasons
+        starting with ``note_prefix``) and keep ``max_reasons`` in all; its signals gain
+        ``cold_key`` (the cold suspicion, to 5 decimals) unless they hold it already. Candidates
+        absent from ``scores`` lose their suspicion, as with ``put_suspicion``."""
+        with self._transaction() as cur:
+            cur.register("learned_scores", scores)
+            rows = cur.sql(
+                """
+                SELECT n.query_id, n.doc_id, n.suspicion::FLOAT AS suspicion,
+                       to_json(list_slice(list_prepend(
+                           $note || ': p = ' || printf('%.2f', n.suspicion),
+                           list_filter(from_json(s.reasons, '["VARCHAR"]'),
+                                       lambda t: NOT starts_with(t, $prefix))),
+                           1, $keep))::VARCHAR AS reasons,
+                       CASE WHEN json_exists(s.signals, $cold_path) THEN s.signals
+                            ELSE json_merge_patch(s.signals,
+                                                  json_object($cold_key, round(n.cold, 5)))::VARCHAR
+                       END AS signals
+                FROM learned_scores n
+                JOIN suspicion s ON s.run_id = $run AND s.query_id = n.query_id
+                    AND s.doc_id = n.doc_id
+                """,
+                params={"note": note, "prefix": note_prefix, "keep": max_reasons,
+                        "cold_path": _json_path(cold_key), "cold_key": cold_key, "run": run_id},
+            ).to_arrow_table()
+            cur.unregister("learned_scores")
+            if rows.num_rows != scores.num_rows:
+                raise WorkbenchError(f"run {run_id} has no suspicion for "
+                                     f"{scores.num_rows - rows.num_rows} of the learned pairs")
+            self._write_suspicion(cur, run_id, rows, "learned", True)
+
     def run_pool(self, run_id: int) -> pa.Table:
         """A run's stored candidates without joins, as an Arrow table (no Python string per row).
 
@@ -289,3 +362,8 @@ class RunsMixin:
         return [r[0] for r in self._cursor().execute(
             "SELECT DISTINCT query_id FROM candidates WHERE run_id = ? ORDER BY query_id",
             [run_id]).fetchall()]
+
+
+def _json_path(key: str) -> str:
+    """The JSONPath of an object's member ``key`` (quoted: keys may hold dots or quotes)."""
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
