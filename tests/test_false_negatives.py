@@ -406,6 +406,13 @@ def test_learning_from_decisions(topical_ws, tmp_path):
         scored = learned_suspicion(x, names, cold_scores, before.query_id.to_numpy(), labels)
         np.testing.assert_allclose(after.suspicion, scored.probability, atol=1e-5)
         assert report.features == scored.features and report.features[-1] == QUERY_EFFECT
+        # What moved each undecided candidate is said when it moved it by 0.2 log-odds or more;
+        # decided candidates get no such reason.
+        said = after.reasons.map(json.loads)
+        for prefix, moved in (("its query's decisions ", scored.query_shift),
+                              ("learned weights ", scored.correction)):
+            has = said.map(lambda r: any(t.startswith(prefix) for t in r)).to_numpy()
+            assert (has == (held & (np.abs(moved) >= 0.2))).all() and has.any()
         offset = np.log(np.clip(cold_scores, 1e-3, 1 - 1e-3) / np.clip(1 - cold_scores, 1e-3, 1))
         offset = offset + query_effect(before.query_id.to_numpy(), labels, offset)
         in_sample = MonotoneLogistic().fit(x[decided], labels[decided], offset[decided])
@@ -426,6 +433,9 @@ def test_learning_from_decisions(topical_ws, tmp_path):
             lambda r: [t for t in json.loads(r) if t.startswith("model learned from")])
         assert (notes.map(len) == 1).all()
         assert notes.map(lambda n: n[0].startswith("model learned from 52 decisions")).all()
+        for prefix in ("its query's decisions ", "learned weights "):
+            assert relearned.reasons.map(
+                lambda r: sum(t.startswith(prefix) for t in json.loads(r))).max() == 1
 
 
 def test_a_learned_model_rewrites_each_candidates_reasons_and_keeps_its_cold_suspicion(
@@ -447,15 +457,18 @@ def test_a_learned_model_rewrites_each_candidates_reasons_and_keeps_its_cold_sus
         p = np.array([0.123456, 0.995, 0.5, 0.0049, 1.0])
         cold = np.array([0.73125, 0.1, 0.84625, 0.333333333, 0.5])
         note = "model learned from 60 decisions (cross-validated ROC-AUC 0.81)"
+        why = [None, "its query's decisions raise it (+0.50 log-odds)", None, "x", None]
         store.put_learned_suspicion(run_id, pa.table({
             "query_id": pairs.query_id, "doc_id": pairs.doc_id, "suspicion": p, "cold": cold,
-        }), note, NOTE_PREFIX, COLD_KEY, 4)
+            "why": pa.array(why, pa.string()), "also": pa.array([None, "y", "z", None, None]),
+        }), note, (NOTE_PREFIX, "a"), ["why", "also"], COLD_KEY, 4)
         after = pairs.merge(store.run_candidates(run_id), on=["query_id", "doc_id"])
         assert (after.scorer == "learned").all()
         np.testing.assert_allclose(after.suspicion, p, atol=1e-7)
+        also = [None, "y", "z", None, None]
         for i, row in after.iterrows():
-            expected = [f"{note}: p = {p[i]:.2f}",
-                        *[t for t in reasons[i] if not t.startswith(NOTE_PREFIX)]][:4]
+            expected = [f"{note}: p = {p[i]:.2f}", *[t for t in (why[i], also[i]) if t],
+                        *[t for t in reasons[i] if not t.startswith((NOTE_PREFIX, "a"))]][:4]
             assert json.loads(row.reasons) == expected
             assert json.loads(row.signals) == {COLD_KEY: round(cold[i], 5), **signals[i]}
         pool = store.scored_pool(run_id, ["a_pct", 'odd "key".name', "teacher"], COLD_KEY)

@@ -7,7 +7,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from core.false_negatives.learning import (
-    QUERY_EFFECT, beats_chance, learned_suspicion, query_effect,
+    QUERY_EFFECT, MonotoneLogistic, beats_chance, learned_suspicion, query_effect,
 )
 
 
@@ -74,6 +74,81 @@ def test_learning_from_queue_order_decisions_beats_cold_on_held_out_candidates()
     assert scores.corrections and scores.features == ["signal_query_pct", QUERY_EFFECT]
     assert 0.0 <= scores.cv_auc <= 1.0
     assert np.all((scores.probability > 0) & (scores.probability < 1))
+
+
+def test_what_moved_each_candidate_adds_up_to_its_learned_suspicion():
+    """Undecided candidates' learned log-odds are the cold log-odds plus their query's effect plus
+    the corrections against the pool's median candidate (plus one constant); the top correction
+    is the signal whose term moved it most that way."""
+    rng = np.random.default_rng(2)
+    queries = np.repeat([f"q{i}" for i in range(20)], 30)
+    truth = (rng.random(len(queries)) < np.repeat(rng.random(20) * 0.4, 30)).astype(float)
+    signals = np.column_stack([truth + rng.normal(0, 1, len(queries)),
+                               truth * 0.5 + rng.normal(0, 1, len(queries)),
+                               rng.normal(0, 1, len(queries))])
+    cold = _percentile_within(signals[:, 0], queries)
+    labels = np.full(len(queries), np.nan)
+    decided = _queue_slice(cold, 200)
+    labels[decided] = truth[decided]
+
+    scores = learned_suspicion(signals, ["a_query_pct", "b_global_pct", "c"], cold, queries,
+                               labels)
+
+    assert scores.corrections
+    held = np.isnan(labels)
+    logit = np.log(np.clip(cold, 1e-3, 1 - 1e-3) / (1 - np.clip(cold, 1e-3, 1 - 1e-3)))
+    learned = np.log(scores.probability / (1 - scores.probability))
+    rest = (learned - logit - scores.query_shift - scores.correction)[held]
+    np.testing.assert_allclose(rest, rest[0], atol=1e-9)  # the intercept and the medians' sum
+    for q in np.unique(queries):  # one effect per query
+        assert np.ptp(scores.query_shift[queries == q]) == 0.0
+    assert np.abs(scores.query_shift).max() > 0.2
+    model_terms = scores.correction[held]
+    assert (model_terms > 0).any() and (model_terms < 0).any()
+    top = scores.top_correction
+    assert set(np.unique(top)) <= {-1, 0, 1, 2} and (top >= 0).any()
+    # the named signal's term points the corrections' way, and no other term goes further
+    rows = np.flatnonzero(top >= 0)
+    sign = np.sign(scores.correction[rows])
+    model = MonotoneLogistic().fit(signals[~held], labels[~held],
+                                   (logit + scores.query_shift)[~held])
+    terms = model.contributions(signals)
+    terms = (terms - np.median(terms, axis=0))[rows] * sign[:, None]
+    assert (terms[np.arange(len(rows)), top[rows]] > 0).all()
+    assert (terms[np.arange(len(rows)), top[rows]] >= terms.max(axis=1) - 1e-12).all()
+
+
+def test_the_learned_reasons_say_what_moved_a_candidate():
+    """The reasons a model adds: its query's effect and the corrections (with the signal that
+    moved them most), each only when it moves the log-odds by EXPLAIN_MIN_LOG_ODDS or more, and
+    never on decided candidates."""
+    import pandas as pd
+
+    from core.false_negatives.learning import (
+        EXPLAIN_MIN_LOG_ODDS, LearnedScores, correction_reasons, query_reasons, signal_label,
+    )
+
+    scores = LearnedScores(np.full(5, 0.5), 0.7, ["a_query_pct", "b_global_pct", QUERY_EFFECT],
+                           query_shift=np.array([0.5, 0.5, -0.3, 0.1, 0.5]),
+                           correction=np.array([0.25, -0.4, 0.1, 0.2, 1.0]),
+                           top_correction=np.array([0, 1, 0, -1, 0]))
+    undecided = np.array([True, True, True, True, False])
+    queries = pd.Series(["q1", "q1", "q2", "q3", "q1"])
+    assert query_reasons(scores, queries, undecided).to_pylist() == [
+        "its query's decisions found more false negatives than expected (+0.50 log-odds)",
+        "its query's decisions found more false negatives than expected (+0.50 log-odds)",
+        "its query's decisions found fewer false negatives than expected (-0.30 log-odds)",
+        None, None]
+    assert correction_reasons(scores, ["a_query_pct", "b_global_pct"], undecided).to_pylist() == [
+        "learned weights rank it higher (+0.25 log-odds; most: a within its query)",
+        "learned weights rank it lower (-0.40 log-odds; most: b across the run)",
+        None, "learned weights rank it higher (+0.20 log-odds)", None]
+    assert EXPLAIN_MIN_LOG_ODDS == 0.2
+    assert signal_label("positive_similarity") == "positive similarity"
+    no_corrections = LearnedScores(np.full(5, 0.5), 0.5, [QUERY_EFFECT], corrections=False,
+                                   query_shift=scores.query_shift)
+    assert correction_reasons(no_corrections, ["a_query_pct"], undecided).to_pylist() == [
+        None] * 5
 
 
 def test_decisions_that_teach_nothing_keep_the_cold_order():

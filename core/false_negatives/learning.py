@@ -22,7 +22,15 @@ MIN_PER_LABEL = 20
 RELEARN_EVERY = 50
 FOLDS = 5
 NOTE_PREFIX = "model learned from "
-MAX_REASONS = 4  # the learned note and the cold reasons after it
+# What the model changed gets its own reasons (after the note, before the cold reasons) when it
+# moves a candidate's log-odds by at least EXPLAIN_MIN_LOG_ODDS (5 points of probability near
+# 0.5): the query's effect, and the learned corrections with the signal that moved them most.
+QUERY_REASON = "its query's decisions"
+CORRECTION_REASON = "learned weights"
+EXPLAIN_MIN_LOG_ODDS = 0.2
+# Reasons a model wrote: learning again replaces them.
+LEARNED_PREFIXES = (NOTE_PREFIX, f"{QUERY_REASON} ", f"{CORRECTION_REASON} ")
+MAX_REASONS = 6  # the note, the two learned reasons and the cold suspicion's three
 # The cold suspicion is kept in each candidate's signals under this key once a model replaces it.
 COLD_KEY = "cold_suspicion"
 QUERY_EFFECT = "query_effect"
@@ -110,9 +118,12 @@ class MonotoneLogistic:
 
     def predict_proba(self, x: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
         """Probability that each row is a false negative."""
-        z = (x - self.mean_) / self.scale_
         base = 0.0 if offset is None else offset
-        return _sigmoid(z @ self.coef_ + self.intercept_ + base)
+        return _sigmoid(self.contributions(x).sum(axis=1) + self.intercept_ + base)
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """Each feature's term in each row's log-odds (weight x standardised value)."""
+        return (x - self.mean_) / self.scale_ * self.coef_
 
 
 def parsed_signals(pool: pd.DataFrame) -> list[dict]:
@@ -192,6 +203,14 @@ class LearnedScores:
     cv_auc: float
     features: list[str]
     corrections: bool = True
+    # What moved each candidate's log-odds from the cold suspicion (the final model's terms; the
+    # decided candidates' out-of-fold scores come from other fits): its query's effect; the
+    # corrections' sum against the pool's median candidate's (each signal's term less its median;
+    # None without corrections), and the index in ``features`` of the signal whose term moved it
+    # most that way (-1: none did).
+    query_shift: np.ndarray | None = None
+    correction: np.ndarray | None = None
+    top_correction: np.ndarray | None = None
 
 
 def beats_chance(auc: float, positives: int, negatives: int, z: float = SKILL_Z) -> bool:
@@ -248,15 +267,29 @@ def learned_suspicion(signals: np.ndarray, names: list[str], cold: np.ndarray,
         out_of_fold[test] = model.predict_proba(signals[decided[test]], shifted[decided[test]])
         effect_only[test] = _sigmoid(shifted[decided[test]])
     cv_auc = float(roc_auc_score(y, out_of_fold))
-    shifted = offset + query_effect(queries, labels, offset)
+    shift = query_effect(queries, labels, offset)
+    shifted = offset + shift
     if not beats_chance(cv_auc, n_fn, n_hn):
         probability = _sigmoid(shifted)
         probability[decided] = effect_only
-        return LearnedScores(probability, cv_auc, [QUERY_EFFECT], corrections=False)
+        return LearnedScores(probability, cv_auc, [QUERY_EFFECT], corrections=False,
+                             query_shift=shift)
     model = MonotoneLogistic().fit(signals[decided], y, shifted[decided])
-    probability = model.predict_proba(signals, shifted)
+    terms = model.contributions(signals)
+    probability = _sigmoid(shifted + terms.sum(axis=1) + model.intercept_)
     probability[decided] = out_of_fold
-    return LearnedScores(probability, cv_auc, [*names, QUERY_EFFECT])
+    # Against the pool's median candidate, not the decided slice's mean (which the queue's most
+    # suspicious candidates set, so nearly every other candidate would read "lower").
+    if len(names):
+        terms -= np.median(terms, axis=0)
+    correction = terms.sum(axis=1)
+    top = np.full(len(labels), -1)
+    if len(names):  # the signal whose term moved the candidate most the corrections' way
+        toward = terms * np.where(correction < 0, -1.0, 1.0)[:, None]
+        top = np.argmax(toward, axis=1)
+        top[np.take_along_axis(toward, top[:, None], axis=1)[:, 0] <= 0] = -1
+    return LearnedScores(probability, cv_auc, [*names, QUERY_EFFECT], query_shift=shift,
+                         correction=correction, top_correction=top)
 
 
 def learn_from_decisions(store: Store, run_id: int | None = None,
@@ -286,14 +319,60 @@ def learn_from_decisions(store: Store, run_id: int | None = None,
     note = (f"model learned from {n_fn + n_hn} decisions "
             f"(cross-validated ROC-AUC {scores.cv_auc:.2f}"
             f"{'' if scores.corrections else '; per-query effects only'})")
-    # A previous model's note (and its stale p) is replaced, not stacked under the new one; the
-    # cold suspicion stays in the signals, so learning again anchors on it.
+    # A previous model's reasons (and its stale p) are replaced, not stacked under the new ones;
+    # the cold suspicion stays in the signals, so learning again anchors on it.
+    queries = pool.column("query_id").to_pandas()
+    undecided = labels.isna().to_numpy()
     store.put_learned_suspicion(run.run_id, pa.table({
         "query_id": pool.column("query_id"), "doc_id": pool.column("doc_id"),
         "suspicion": scores.probability, "cold": cold,
-    }), note, NOTE_PREFIX, COLD_KEY, MAX_REASONS)
+        "query_reason": query_reasons(scores, queries, undecided),
+        "correction_reason": correction_reasons(scores, names, undecided),
+    }), note, LEARNED_PREFIXES, ["query_reason", "correction_reason"], COLD_KEY, MAX_REASONS)
     return LearnReport(run.run_id, n_fn, n_hn, scores.cv_auc, pool.num_rows, scores.features,
                        scores.corrections)
+
+
+
+
+def query_reasons(scores: LearnedScores, queries: pd.Series,
+                  undecided: np.ndarray) -> pa.Array:
+    """Each undecided candidate's reason for its query's effect, when it moved the log-odds by
+    ``EXPLAIN_MIN_LOG_ODDS`` or more ("its query's decisions found more false negatives than
+    expected (+0.62 log-odds)"); else null. Written once per query: its candidates share it."""
+    shift = pd.Series(scores.query_shift, index=queries.index)
+    per_query = shift.groupby(queries.to_numpy()).first()
+    texts = {q: f"{QUERY_REASON} found {'more' if v > 0 else 'fewer'} false negatives than "
+                f"expected ({v:+.2f} log-odds)"
+             for q, v in per_query.items() if abs(v) >= EXPLAIN_MIN_LOG_ODDS}
+    reasons = queries.map(texts).where(undecided, None)
+    return pa.array(reasons.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+
+
+def correction_reasons(scores: LearnedScores, names: list[str],
+                       undecided: np.ndarray) -> pa.Array:
+    """Each undecided candidate's reason for the learned corrections, when they set it apart from
+    the pool's median candidate by ``EXPLAIN_MIN_LOG_ODDS`` or more, naming the signal that moved
+    it most ("learned weights rank it higher (+0.41 log-odds; most: lexical within its query)",
+    the signal left out when none moved it that way); else null."""
+    texts = np.full(len(undecided), None, dtype=object)
+    if scores.correction is not None and names:
+        labels = [signal_label(n) for n in names]
+        shown = np.flatnonzero(undecided & (np.abs(scores.correction) >= EXPLAIN_MIN_LOG_ODDS))
+        texts[shown] = [
+            f"{CORRECTION_REASON} rank it {'higher' if v > 0 else 'lower'} ({v:+.2f} log-odds"
+            f"{f'; most: {labels[t]}' if t >= 0 else ''})"
+            for v, t in zip(scores.correction[shown].tolist(),
+                            scores.top_correction[shown].tolist())]
+    return pa.array(texts, type=pa.string())
+
+
+def signal_label(name: str) -> str:
+    """A feature's readable name: "lexical_query_pct" -> "lexical within its query"."""
+    for suffix, where in (("_query_pct", " within its query"), ("_global_pct", " across the run")):
+        if name.endswith(suffix):
+            return name[:-len(suffix)].replace("_", " ") + where
+    return name.replace("_", " ")
 
 
 def relearn_if_due(store: Store, run_id: int | None = None,

@@ -16,7 +16,7 @@ import pyarrow as pa
 from core.errors import WorkbenchError
 from core.store.connection import _done_runs, _live_runs
 from core.store.records import (
-    _CANDIDATE_COLUMNS, INTERRUPTED, RunInfo, _column_names, _now, _select,
+    _CANDIDATE_COLUMNS, INTERRUPTED, RunInfo, _column_names, _now, _select, quote_identifier,
 )
 
 
@@ -289,23 +289,30 @@ class RunsMixin:
             params={"run": run_id, "cold": _json_path(cold_key), "paths": paths},
         ).to_arrow_table()
 
-    def put_learned_suspicion(self, run_id: int, scores: pa.Table, note: str, note_prefix: str,
+    def put_learned_suspicion(self, run_id: int, scores: pa.Table, note: str,
+                              learned_prefixes: Sequence[str], reason_columns: Sequence[str],
                               cold_key: str, max_reasons: int) -> None:
-        """Replace a run's suspicion with a learned model's (``scores``: query_id, doc_id,
-        suspicion and cold, both doubles), rewriting the stored texts in DuckDB: each candidate's
-        reasons start with ``note: p = <suspicion>``, lose the previous model's note (reasons
-        starting with ``note_prefix``) and keep ``max_reasons`` in all; its signals gain
+        """Replace a run's suspicion with a learned model's, rewriting the stored texts in DuckDB.
+
+        ``scores``: query_id, doc_id, suspicion and cold (doubles), and the ``reason_columns``
+        (text, null where there is nothing to say). Each candidate's reasons become ``note: p =
+        <suspicion>``, its reason columns' texts, then its stored reasons that do not start with
+        one of ``learned_prefixes`` (a previous model's), ``max_reasons`` in all; its signals gain
         ``cold_key`` (the cold suspicion, to 5 decimals) unless they hold it already. Candidates
-        absent from ``scores`` lose their suspicion, as with ``put_suspicion``."""
+        absent from ``scores`` lose their suspicion, as with ``put_suspicion``.
+        """
+        extra = ", ".join(f"n.{quote_identifier(c)}" for c in reason_columns)
         with self._transaction() as cur:
             cur.register("learned_scores", scores)
             rows = cur.sql(
-                """
+                f"""
                 SELECT n.query_id, n.doc_id, n.suspicion::FLOAT AS suspicion,
-                       to_json(list_slice(list_prepend(
-                           $note || ': p = ' || printf('%.2f', n.suspicion),
+                       to_json(list_slice(list_concat(
+                           [$note || ': p = ' || printf('%.2f', n.suspicion)],
+                           list_filter([{extra}]::VARCHAR[], lambda v: v IS NOT NULL),
                            list_filter(from_json(s.reasons, '["VARCHAR"]'),
-                                       lambda t: NOT starts_with(t, $prefix))),
+                                       lambda t: NOT list_bool_or(list_transform(
+                                           $prefixes, lambda p: starts_with(t, p))))),
                            1, $keep))::VARCHAR AS reasons,
                        CASE WHEN json_exists(s.signals, $cold_path) THEN s.signals
                             ELSE json_merge_patch(s.signals,
@@ -315,7 +322,7 @@ class RunsMixin:
                 JOIN suspicion s ON s.run_id = $run AND s.query_id = n.query_id
                     AND s.doc_id = n.doc_id
                 """,
-                params={"note": note, "prefix": note_prefix, "keep": max_reasons,
+                params={"note": note, "prefixes": list(learned_prefixes), "keep": max_reasons,
                         "cold_path": _json_path(cold_key), "cold_key": cold_key, "run": run_id},
             ).to_arrow_table()
             cur.unregister("learned_scores")
