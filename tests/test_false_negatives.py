@@ -26,8 +26,9 @@ from core.false_negatives import (
 )
 from core.false_negatives.cross_query import REASON_QUERY_SIMILARITY
 from core.false_negatives.learning import (
-    COLD_KEY, NOTE_PREFIX, QUERY_EFFECT, MonotoneLogistic, cold_suspicion, learn_from_decisions,
-    learned_suspicion, query_effect, relearn_if_due, signal_matrix,
+    COLD_KEY, CORRECTION_REASONS, NOTE_PREFIX, QUERY_EFFECT, QUERY_REASONS, MonotoneLogistic,
+    cold_suspicion, learn_from_decisions, learned_suspicion, query_effect, relearn_if_due,
+    signal_matrix,
 )
 from core.false_negatives.suspicion import Scorer, weights_rows, weights_text
 from core.false_negatives.teacher import load_teacher
@@ -409,9 +410,9 @@ def test_learning_from_decisions(topical_ws, tmp_path):
         # What moved each undecided candidate is said when it moved it by 0.2 log-odds or more;
         # decided candidates get no such reason.
         said = after.reasons.map(json.loads)
-        for prefix, moved in (("its query's decisions ", scored.query_shift),
-                              ("learned weights ", scored.correction)):
-            has = said.map(lambda r: any(t.startswith(prefix) for t in r)).to_numpy()
+        for prefixes, moved in ((QUERY_REASONS, scored.query_shift),
+                                (CORRECTION_REASONS, scored.correction)):
+            has = said.map(lambda r: any(t.startswith(prefixes) for t in r)).to_numpy()
             assert (has == (held & (np.abs(moved) >= 0.2))).all() and has.any()
         offset = np.log(np.clip(cold_scores, 1e-3, 1 - 1e-3) / np.clip(1 - cold_scores, 1e-3, 1))
         offset = offset + query_effect(before.query_id.to_numpy(), labels, offset)
@@ -433,9 +434,9 @@ def test_learning_from_decisions(topical_ws, tmp_path):
             lambda r: [t for t in json.loads(r) if t.startswith("model learned from")])
         assert (notes.map(len) == 1).all()
         assert notes.map(lambda n: n[0].startswith("model learned from 52 decisions")).all()
-        for prefix in ("its query's decisions ", "learned weights "):
+        for prefixes in (QUERY_REASONS, CORRECTION_REASONS):
             assert relearned.reasons.map(
-                lambda r: sum(t.startswith(prefix) for t in json.loads(r))).max() == 1
+                lambda r: sum(t.startswith(prefixes) for t in json.loads(r))).max() == 1
 
 
 def test_a_learned_model_rewrites_each_candidates_reasons_and_keeps_its_cold_suspicion(

@@ -135,14 +135,13 @@ def test_the_learned_reasons_say_what_moved_a_candidate():
     undecided = np.array([True, True, True, True, False])
     queries = pd.Series(["q1", "q1", "q2", "q3", "q1"])
     assert query_reasons(scores, queries, undecided).to_pylist() == [
-        "its query's decisions found more false negatives than expected (+0.50 log-odds)",
-        "its query's decisions found more false negatives than expected (+0.50 log-odds)",
-        "its query's decisions found fewer false negatives than expected (-0.30 log-odds)",
-        None, None]
+        "more false negatives than expected in its query (+0.50 log-odds)",
+        "more false negatives than expected in its query (+0.50 log-odds)",
+        "fewer false negatives than expected in its query (-0.30 log-odds)", None, None]
     assert correction_reasons(scores, ["a_query_pct", "b_global_pct"], undecided).to_pylist() == [
-        "learned weights rank it higher (+0.25 log-odds; most: a within its query)",
-        "learned weights rank it lower (-0.40 log-odds; most: b across the run)",
-        None, "learned weights rank it higher (+0.20 log-odds)", None]
+        "ranked higher by the learned weights (+0.25 log-odds; most: a within its query)",
+        "ranked lower by the learned weights (-0.40 log-odds; most: b across the run)",
+        None, "ranked higher by the learned weights (+0.20 log-odds)", None]
     assert EXPLAIN_MIN_LOG_ODDS == 0.2
     assert signal_label("positive_similarity") == "positive similarity"
     no_corrections = LearnedScores(np.full(5, 0.5), 0.5, [QUERY_EFFECT], corrections=False,

@@ -25,11 +25,13 @@ NOTE_PREFIX = "model learned from "
 # What the model changed gets its own reasons (after the note, before the cold reasons) when it
 # moves a candidate's log-odds by at least EXPLAIN_MIN_LOG_ODDS (5 points of probability near
 # 0.5): the query's effect, and the learned corrections with the signal that moved them most.
-QUERY_REASON = "its query's decisions"
-CORRECTION_REASON = "learned weights"
+# Their first word tells them apart (the Review page's Reason filter shows the start of each).
+QUERY_REASONS = ("more false negatives than expected in its query",
+                 "fewer false negatives than expected in its query")
+CORRECTION_REASONS = ("ranked higher by the learned weights", "ranked lower by the learned weights")
 EXPLAIN_MIN_LOG_ODDS = 0.2
 # Reasons a model wrote: learning again replaces them.
-LEARNED_PREFIXES = (NOTE_PREFIX, f"{QUERY_REASON} ", f"{CORRECTION_REASON} ")
+LEARNED_PREFIXES = (NOTE_PREFIX, *QUERY_REASONS, *CORRECTION_REASONS)
 MAX_REASONS = 6  # the note, the two learned reasons and the cold suspicion's three
 # The cold suspicion is kept in each candidate's signals under this key once a model replaces it.
 COLD_KEY = "cold_suspicion"
@@ -338,12 +340,11 @@ def learn_from_decisions(store: Store, run_id: int | None = None,
 def query_reasons(scores: LearnedScores, queries: pd.Series,
                   undecided: np.ndarray) -> pa.Array:
     """Each undecided candidate's reason for its query's effect, when it moved the log-odds by
-    ``EXPLAIN_MIN_LOG_ODDS`` or more ("its query's decisions found more false negatives than
-    expected (+0.62 log-odds)"); else null. Written once per query: its candidates share it."""
+    ``EXPLAIN_MIN_LOG_ODDS`` or more ("more false negatives than expected in its query (+0.62
+    log-odds)": its decisions found more); else null. Written once per query."""
     shift = pd.Series(scores.query_shift, index=queries.index)
     per_query = shift.groupby(queries.to_numpy()).first()
-    texts = {q: f"{QUERY_REASON} found {'more' if v > 0 else 'fewer'} false negatives than "
-                f"expected ({v:+.2f} log-odds)"
+    texts = {q: f"{QUERY_REASONS[bool(v < 0)]} ({v:+.2f} log-odds)"
              for q, v in per_query.items() if abs(v) >= EXPLAIN_MIN_LOG_ODDS}
     reasons = queries.map(texts).where(undecided, None)
     return pa.array(reasons.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
@@ -353,14 +354,15 @@ def correction_reasons(scores: LearnedScores, names: list[str],
                        undecided: np.ndarray) -> pa.Array:
     """Each undecided candidate's reason for the learned corrections, when they set it apart from
     the pool's median candidate by ``EXPLAIN_MIN_LOG_ODDS`` or more, naming the signal that moved
-    it most ("learned weights rank it higher (+0.41 log-odds; most: lexical within its query)",
+    it most ("ranked higher by the learned weights (+0.41 log-odds; most: lexical within its
+    query)",
     the signal left out when none moved it that way); else null."""
     texts = np.full(len(undecided), None, dtype=object)
     if scores.correction is not None and names:
         labels = [signal_label(n) for n in names]
         shown = np.flatnonzero(undecided & (np.abs(scores.correction) >= EXPLAIN_MIN_LOG_ODDS))
         texts[shown] = [
-            f"{CORRECTION_REASON} rank it {'higher' if v > 0 else 'lower'} ({v:+.2f} log-odds"
+            f"{CORRECTION_REASONS[v < 0]} ({v:+.2f} log-odds"
             f"{f'; most: {labels[t]}' if t >= 0 else ''})"
             for v, t in zip(scores.correction[shown].tolist(),
                             scores.top_correction[shown].tolist())]
