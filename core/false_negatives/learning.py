@@ -30,7 +30,8 @@ QUERY_REASONS = ("more false negatives than expected in its query",
                  "fewer false negatives than expected in its query")
 CORRECTION_REASONS = ("ranked higher by the learned weights", "ranked lower by the learned weights")
 EXPLAIN_MIN_LOG_ODDS = 0.2
-# Reasons a model wrote: learning again replaces them.
+# Reasons a model wrote: learning again replaces them (a changed spelling must keep the old
+# one here, or workspaces learned before keep both).
 LEARNED_PREFIXES = (NOTE_PREFIX, *QUERY_REASONS, *CORRECTION_REASONS)
 MAX_REASONS = 6  # the note, the two learned reasons and the cold suspicion's three
 # The cold suspicion is kept in each candidate's signals under this key once a model replaces it.
