@@ -259,6 +259,29 @@ def _weights() -> None:
                    "These are the weights before any decision; a model learned from decisions "
                    "adds its corrections on top.")
         st.dataframe(weights_rows(report), hide_index=True, key="review_weights")
+        _learned_model(store.get_run(run.run_id).search.get("learned_model"))
+
+
+def _learned_model(model: dict | None) -> None:
+    """What the run's learned model added to the cold suspicion (``LearnReport.summary``)."""
+    if not model:
+        return
+    decisions = model["false_negatives"] + model["hard_negatives"]
+    st.caption(f"The model learned from {decisions:,} decisions (cross-validated ROC-AUC "
+               f"{model['cv_auc']:.2f}) adds, on the log-odds, each signal's weight per "
+               "standard deviation above the decided candidates' mean"
+               + ("" if model["weights"] else " (none: the corrections did not beat chance, so "
+                  "only each query's effect applies)")
+               + ", and each query's effect: how far its decisions departed from what the cold "
+               "suspicion expected.")
+    if model["weights"]:
+        st.dataframe([{"signal": n, "learned weight": w} for n, w in model["weights"].items()],
+                     hide_index=True, key="review_learned_weights")
+    if model["query_effects"]:
+        st.dataframe([{"query": q, "effect": e, "its decisions found": (
+            "more false negatives than expected" if e > 0 else "fewer false negatives than "
+            "expected")} for q, e in model["query_effects"].items()],
+            hide_index=True, key="review_query_effects")
 
 
 def _learn() -> None:
@@ -280,6 +303,8 @@ def _learn() -> None:
                     run.run_id, learn_from_decisions(store, run.run_id).text())
             except WorkbenchError as err:
                 common.error(err)
+            else:
+                st.rerun()  # the card and the weights above show the new suspicion
         learned = st.session_state.get("review_learned")
         if learned and learned[0] == run.run_id:
             st.text(learned[1])

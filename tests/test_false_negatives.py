@@ -28,7 +28,7 @@ from core.false_negatives.cross_query import REASON_QUERY_SIMILARITY
 from core.false_negatives.learning import (
     COLD_KEY, CORRECTION_REASONS, NOTE_PREFIX, QUERY_EFFECT, QUERY_REASONS, MonotoneLogistic,
     cold_suspicion, learn_from_decisions, learned_suspicion, query_effect, relearn_if_due,
-    signal_matrix,
+    signal_label, signal_matrix,
 )
 from core.false_negatives.suspicion import Scorer, weights_rows, weights_text
 from core.false_negatives.teacher import load_teacher
@@ -415,10 +415,22 @@ def test_learning_from_decisions(topical_ws, tmp_path):
             has = said.map(lambda r: any(t.startswith(prefixes) for t in r)).to_numpy()
             assert (has == (held & (np.abs(moved) >= 0.2))).all() and has.any()
         offset = np.log(np.clip(cold_scores, 1e-3, 1 - 1e-3) / np.clip(1 - cold_scores, 1e-3, 1))
-        offset = offset + query_effect(before.query_id.to_numpy(), labels, offset)
+        effect = query_effect(before.query_id.to_numpy(), labels, offset)
+        offset = offset + effect
         in_sample = MonotoneLogistic().fit(x[decided], labels[decided], offset[decided])
         fitted = in_sample.predict_proba(x, offset)
         np.testing.assert_allclose(after.suspicion[held], fitted[held], atol=1e-5)
+        # The report (and the run, which keeps it) names the weights and the surprising queries.
+        weights = sorted(zip(names, in_sample.coef_), key=lambda p: -p[1])
+        assert list(report.weights) == [signal_label(n) for n, _ in weights]
+        np.testing.assert_allclose(list(report.weights.values()), [w for _, w in weights],
+                                   atol=1e-4)
+        per_query = pd.Series(effect).groupby(before.query_id.to_numpy()).first()
+        per_query = per_query[per_query.abs() >= 0.2]
+        assert set(report.query_effects) == set(per_query[per_query > 0].nlargest(5).index) | set(
+            per_query[per_query < 0].nsmallest(5).index) and report.query_effects
+        assert store.get_run(run_id).search["learned_model"] == report.summary()
+        assert "learned weights (log-odds per standard deviation): " in report.text()
         assert np.abs(after.suspicion[decided] - fitted[decided]).max() > 1e-4
         # The cold suspicion travels in the signals, so learning again anchors on it, not on
         # this model's output.

@@ -5,7 +5,7 @@ departed from what the cold suspicion expected."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ QUERY_REASONS = ("more false negatives than expected in its query",
                  "fewer false negatives than expected in its query")
 CORRECTION_REASONS = ("ranked higher by the learned weights", "ranked lower by the learned weights")
 EXPLAIN_MIN_LOG_ODDS = 0.2
+SURPRISING_QUERIES = 5
 # Reasons a model wrote: learning again replaces them (a changed spelling must keep the old
 # one here, or workspaces learned before keep both).
 LEARNED_PREFIXES = (NOTE_PREFIX, *QUERY_REASONS, *CORRECTION_REASONS)
@@ -65,6 +66,12 @@ class LearnReport:
     rescored: int
     features: list[str]
     corrections: bool = True
+    # The corrections' weights: log-odds per standard deviation of each signal (readable names,
+    # largest first; empty without corrections), and the queries whose decisions moved their
+    # effect most, up to SURPRISING_QUERIES each way (log-odds; higher = more false negatives
+    # than the cold suspicion expected).
+    weights: dict[str, float] = field(default_factory=dict)
+    query_effects: dict[str, float] = field(default_factory=dict)
 
     def text(self) -> str:
         """What learning did, in readable sentences (the CLI and the Review page show it)."""
@@ -75,7 +82,20 @@ class LearnReport:
             lines.append("the signals' corrections did not beat chance in cross-validation, so "
                          "the cold suspicion keeps its weighting, shifted by what each query's "
                          "decisions taught")
+        elif self.weights:
+            shown = {name: w for name, w in self.weights.items() if round(w, 2) != 0}
+            rest = len(self.weights) - len(shown)
+            lines.append("learned weights (log-odds per standard deviation): " + ", ".join(
+                [f"{name} {w:.2f}" for name, w in shown.items()]
+                + ([f"{'the other ' if shown else 'all '}{rest}: 0"] if rest else [])))
+        if self.query_effects:
+            lines.append("queries whose decisions surprised the cold suspicion most: " + ", ".join(
+                f"{q} {e:+.2f}" for q, e in self.query_effects.items()))
         return "\n".join(lines)
+
+    def summary(self) -> dict:
+        """What the run keeps of the model (``RunInfo.search["learned_model"]``)."""
+        return asdict(self)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -214,6 +234,7 @@ class LearnedScores:
     query_shift: np.ndarray | None = None
     correction: np.ndarray | None = None
     top_correction: np.ndarray | None = None
+    weights: np.ndarray | None = None  # the corrections' (log-odds per standard deviation)
 
 
 def beats_chance(auc: float, positives: int, negatives: int, z: float = SKILL_Z) -> bool:
@@ -292,7 +313,7 @@ def learned_suspicion(signals: np.ndarray, names: list[str], cold: np.ndarray,
         top = np.argmax(toward, axis=1)
         top[np.take_along_axis(toward, top[:, None], axis=1)[:, 0] <= 0] = -1
     return LearnedScores(probability, cv_auc, [*names, QUERY_EFFECT], query_shift=shift,
-                         correction=correction, top_correction=top)
+                         correction=correction, top_correction=top, weights=model.coef_)
 
 
 def learn_from_decisions(store: Store, run_id: int | None = None,
@@ -326,14 +347,35 @@ def learn_from_decisions(store: Store, run_id: int | None = None,
     # the cold suspicion stays in the signals, so learning again anchors on it.
     queries = pool.column("query_id").to_pandas()
     undecided = labels.isna().to_numpy()
+    report = LearnReport(run.run_id, n_fn, n_hn, scores.cv_auc, pool.num_rows, scores.features,
+                         scores.corrections, _named_weights(scores, names),
+                         _surprising_queries(scores, queries))
     store.put_learned_suspicion(run.run_id, pa.table({
         "query_id": pool.column("query_id"), "doc_id": pool.column("doc_id"),
         "suspicion": scores.probability, "cold": cold,
         "query_reason": query_reasons(scores, queries, undecided),
         "correction_reason": correction_reasons(scores, names, undecided),
-    }), note, LEARNED_PREFIXES, ["query_reason", "correction_reason"], COLD_KEY, MAX_REASONS)
-    return LearnReport(run.run_id, n_fn, n_hn, scores.cv_auc, pool.num_rows, scores.features,
-                       scores.corrections)
+    }), note, LEARNED_PREFIXES, ["query_reason", "correction_reason"], COLD_KEY, MAX_REASONS,
+        model=report.summary())
+    return report
+
+
+def _named_weights(scores: LearnedScores, names: list[str]) -> dict[str, float]:
+    """The corrections' weights under the signals' readable names, largest first."""
+    if scores.weights is None:
+        return {}
+    pairs = sorted(zip(names, scores.weights.tolist()), key=lambda p: -p[1])
+    return {signal_label(n): round(w, 4) for n, w in pairs}
+
+
+def _surprising_queries(scores: LearnedScores, queries: pd.Series) -> dict[str, float]:
+    """The queries with the largest effects each way (``SURPRISING_QUERIES`` of each), at least
+    ``EXPLAIN_MIN_LOG_ODDS`` from zero, largest first."""
+    effect = pd.Series(scores.query_shift).groupby(queries.to_numpy()).first()
+    effect = effect[effect.abs() >= EXPLAIN_MIN_LOG_ODDS].sort_values(ascending=False)
+    chosen = pd.concat([effect[effect > 0].head(SURPRISING_QUERIES),
+                        effect[effect < 0].tail(SURPRISING_QUERIES)])
+    return {str(q): round(float(e), 4) for q, e in chosen.items()}
 
 
 

@@ -291,7 +291,8 @@ class RunsMixin:
 
     def put_learned_suspicion(self, run_id: int, scores: pa.Table, note: str,
                               learned_prefixes: Sequence[str], reason_columns: Sequence[str],
-                              cold_key: str, max_reasons: int) -> None:
+                              cold_key: str, max_reasons: int,
+                              model: dict[str, Any] | None = None) -> None:
         """Replace a run's suspicion with a learned model's, rewriting the stored texts in DuckDB.
 
         ``scores``: query_id, doc_id, suspicion and cold (doubles), and the ``reason_columns``
@@ -299,7 +300,8 @@ class RunsMixin:
         <suspicion>``, its reason columns' texts, then its stored reasons that do not start with
         one of ``learned_prefixes`` (a previous model's), ``max_reasons`` in all; its signals gain
         ``cold_key`` (the cold suspicion, to 5 decimals) unless they hold it already. Candidates
-        absent from ``scores`` lose their suspicion, as with ``put_suspicion``.
+        absent from ``scores`` lose their suspicion, as with ``put_suspicion``. ``model``: what
+        the run keeps of the model, as ``RunInfo.search["learned_model"]`` (same transaction).
         """
         extra = ", ".join(f"n.{quote_identifier(c)}" for c in reason_columns)
         with self._transaction() as cur:
@@ -330,6 +332,11 @@ class RunsMixin:
                 raise WorkbenchError(f"run {run_id} has no suspicion for "
                                      f"{scores.num_rows - rows.num_rows} of the learned pairs")
             self._write_suspicion(cur, run_id, rows, "learned", True)
+            if model is not None:
+                search = {**self.get_run(run_id).search, "learned_model": model}
+                cur.execute("UPDATE runs SET search = ? WHERE run_id = ?",
+                            [json.dumps(search), run_id])
+        self._forget_runs()
 
     def run_pool(self, run_id: int) -> pa.Table:
         """A run's stored candidates without joins, as an Arrow table (no Python string per row).

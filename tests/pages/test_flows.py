@@ -299,6 +299,17 @@ def test_review_learns_from_decisions_and_rescores(data_dir):
     assert not at.exception and not _messages(at)
     assert any("learned from" in t.value for t in at.text)
     assert (store.run_candidates(run_id)["scorer"] == "learned").all()
+    # What the model added is shown beside the cold weights, as the run keeps it.
+    model = store.get_run(run_id).search["learned_model"]
+    assert (model["false_negatives"], model["hard_negatives"]) == (len(wrong), 30)
+    decisions = len(wrong) + 30
+    assert any(c.value.startswith(f"The model learned from {decisions} decisions")
+               for c in at.caption)
+    if model["weights"]:
+        assert list(_frame(at, "learned weight")["signal"]) == list(model["weights"])
+    if model["query_effects"]:
+        assert list(_frame(at, "effect")["query"]) == list(model["query_effects"])
+    assert model["weights"] or model["query_effects"]
 
 
 def test_review_imports_a_judged_queue_file(data_dir):
