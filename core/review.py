@@ -191,24 +191,27 @@ def would_export(store: Store, run_id: int, rows: pd.DataFrame) -> list[bool]:
 
 
 def review_head(store: Store, run_id: int | None = None, limit: int = 50,
-                query_id: str | None = None, hard_only: bool = False) -> pd.DataFrame:
+                query_id: str | None = None, hard_only: bool = False,
+                reason_kind: str | None = None) -> pd.DataFrame:
     """The first ``limit`` undecided rows of ``review_queue`` (default filters), found in SQL.
 
     What the Review page shows of a queue too large to read whole: the rows carry the columns
     ``review_card`` and ``core.review_filters.queue_table`` use (reasons, would_export, margin,
     decision and decided_by, None here since the rows are undecided). ``hard_only``: only rows
-    of the hard set (see ``review_queue``).
+    of the hard set (see ``review_queue``); ``reason_kind``: only rows with a reason of that
+    kind (``core.review_filters.reason_kind``).
 
     Returns:
         query_id, doc_id, rank, score, pos_score, suspicion, hard_set, reasons, would_export,
         margin, priority, decision, decided_by; empty when every candidate is decided.
     """
-    rows = review_order(store, run_id, limit, query_id, hard_only)
+    rows = review_order(store, run_id, limit, query_id, hard_only, reason_kind)
     return with_details(store, store.get_run(run_id).run_id, rows)
 
 
 def review_order(store: Store, run_id: int | None = None, limit: int = 50,
-                 query_id: str | None = None, hard_only: bool = False) -> pd.DataFrame:
+                 query_id: str | None = None, hard_only: bool = False,
+                 reason_kind: str | None = None) -> pd.DataFrame:
     """``review_head`` without what costs a read per query: reasons and would_export are None
     (``with_details`` reads them)."""
     from core.mining import get_strategy
@@ -219,7 +222,7 @@ def review_order(store: Store, run_id: int | None = None, limit: int = 50,
     except WorkbenchError:
         dense = False
     rows = store.review_next(run.run_id, run.dataset_id, run.num_negatives, limit, query_id, dense,
-                             hard_only)
+                             hard_only, reason_kind)
     return queue_columns(rows)
 
 

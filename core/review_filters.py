@@ -88,21 +88,22 @@ class QueueHead:
 def queue_head(store: Store, run_id: int, scope: ReviewScope, limit: int = 50) -> QueueHead:
     """The first ``limit`` rows of ``scoped_queue`` and its length.
 
-    The page's default scope (unreviewed only, at most one query, this session's skips) is
-    answered in SQL (``core.review.review_head``, ``Store.count_undecided``): fast on pools of
-    millions of pairs. Other scopes (a cluster, a reason, an annotator, reviewed pairs, a map
-    selection) read the run's pool.
+    The page's default scope (unreviewed only, at most one query, a reason kind, this
+    session's skips) is answered in SQL (``core.review.review_head``,
+    ``Store.count_undecided``): fast on pools of millions of pairs. Other scopes (a cluster, an
+    annotator, reviewed pairs, a map selection) read the run's pool.
     """
     f = scope.filters
     if (not f.unreviewed_only or f.decided_by or f.reason or f.query_ids is not None
-            or scope.pairs is not None or scope.reason_kind):
+            or scope.pairs is not None):
         queue = scoped_queue(store, run_id, scope)
         return QueueHead(queue.head(limit).reset_index(drop=True), len(queue))
     run = store.get_run(run_id)
-    total = store.count_undecided(run.run_id, run.dataset_id, f.query_id)
+    total = store.count_undecided(run.run_id, run.dataset_id, f.query_id, scope.reason_kind)
     # Skipped pairs go last: with ``limit`` more rows than skips, the first ``limit`` unskipped
     # rows are among them unless the queue is shorter, and then it is all here.
-    rows = review_head(store, run.run_id, limit + len(scope.skipped), f.query_id)
+    rows = review_head(store, run.run_id, limit + len(scope.skipped), f.query_id,
+                       reason_kind=scope.reason_kind)
     skipped = pd.Series([k in scope.skipped for k in zip(rows["query_id"], rows["doc_id"])],
                         index=rows.index, dtype=bool)
     rows = pd.concat([rows[~skipped], rows[skipped]]).head(limit).reset_index(drop=True)

@@ -56,8 +56,10 @@ class QueueCache:
 
 
 def cacheable(scope: ReviewScope) -> bool:
-    """Whether the queue of ``scope`` is read in SQL (see ``core.review_filters.queue_head``):
-    unreviewed pairs, at most one query, no other filter."""
+    """Whether the queue of ``scope`` is kept between decisions: read in SQL (see
+    ``core.review_filters.queue_head``) and followed through this session's decisions. Unreviewed
+    pairs, at most one query, no other filter; a reason kind is read in SQL but not kept (its
+    rows are the queue's narrowed, which the per-query updates here do not narrow)."""
     f = scope.filters
     return (f.unreviewed_only and not f.decided_by and not f.reason and f.query_ids is None
             and scope.pairs is None and not scope.reason_kind)

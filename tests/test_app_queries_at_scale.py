@@ -41,6 +41,20 @@ def test_queue_head_matches_the_scoped_queue(decided):  # noqa: F811
         head = queue_head(store, run.run_id, scope, limit=5)
         assert _keys(head.rows) == _keys(expected.head(5)), scope
         assert head.total == len(expected), scope
+    # a reason kind is answered in SQL too (alone, with one query, with skips)
+    kinds = store.reason_kinds(run.run_id)
+    assert len(kinds) >= 2
+    for kind in kinds:
+        for scope in (ReviewScope(reason_kind=kind),
+                      ReviewScope(QueueFilters(query_id=one), reason_kind=kind),
+                      ReviewScope(skipped=skipped, reason_kind=kind)):
+            expected = scoped_queue(store, run.run_id, scope)
+            head = queue_head(store, run.run_id, scope, limit=7)
+            assert _keys(head.rows) == _keys(expected.head(7)), scope
+            assert head.total == len(expected), scope
+            assert head.rows["reasons"].map(lambda v: kind in _kinds(v)).all()
+            if scope == ReviewScope(reason_kind=kind):
+                assert head.total > 0  # every kind is some undecided pair's
     # a queue shorter than the limit plus the skips: the skipped pairs come last
     scope = ReviewScope(QueueFilters(query_id=one), skipped=frozenset(_keys(
         review_queue(store, run.run_id, QueueFilters(query_id=one)).head(2))))

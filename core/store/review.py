@@ -106,7 +106,7 @@ class ReviewMixin:
 
     def review_next(self, run_id: int, dataset_id: int, k: int, limit: int = 1,
                     query_id: str | None = None, ranked_by_score: bool = True,
-                    hard_only: bool = False) -> pd.DataFrame:
+                    hard_only: bool = False, reason_kind: str | None = None) -> pd.DataFrame:
         """The first undecided candidates of ``core.review.review_queue``'s order, computed in SQL.
 
         The hard set (each query's k highest-scoring candidates not marked false negative or
@@ -118,7 +118,8 @@ class ReviewMixin:
         are read (ties on priority and score are broken by the ids among the first limit + 64).
         ``hard_only``: only hard-set rows, even when fewer than ``limit``. With ``query_id``, the
         id itself is filtered too: pools are stored query by query, so the scan skips the other
-        queries' row groups.
+        queries' row groups. ``reason_kind``: only the rows with a reason of that kind (the order
+        is the whole queue's, narrowed; see ``reason_kinds``).
 
         Columns: query_id, doc_id, rank, score, pos_score, suspicion, hard_set.
         """
@@ -161,6 +162,11 @@ class ReviewMixin:
         order = " ORDER BY coalesce(suspicion, score) DESC, score DESC LIMIT $limit"
         undecided = (" NOT EXISTS (SELECT 1 FROM decided x WHERE x.qh = {t}.qh"
                      " AND x.dh = {t}.dh)")
+        if reason_kind is not None:
+            common += ", kinded AS (" + self._KINDED + (
+                " AND s.query_id = $query_id" if query_id is not None else "") + ")"
+            params["kind"] = reason_kind
+            undecided += " AND EXISTS (SELECT 1 FROM kinded k WHERE k.qh = {t}.qh AND k.dh = {t}.dh)"
         with self._decided_pairs(cur, dataset_id):
             first = cur.execute(
                 common + " SELECT qh, dh, rank, score, suspicion, true AS hard_set FROM hard h"
@@ -272,14 +278,27 @@ class ReviewMixin:
             "WHERE run_id = ? AND query_id = ? AND doc_id = ?", [run_id, query_id, doc_id],
         ).fetchone()
 
-    def count_undecided(self, run_id: int, dataset_id: int, query_id: str | None = None) -> int:
-        """How many of a run's pool pairs (of ``query_id`` when given) have no live decision.
+    def count_undecided(self, run_id: int, dataset_id: int, query_id: str | None = None,
+                        reason_kind: str | None = None) -> int:
+        """How many of a run's pool pairs (of ``query_id`` when given; with a reason of
+        ``reason_kind`` when given) have no live decision.
 
         The pool's distinct pairs are counted once per finished run; the decided ones (few) are
         then found from the decisions side, so a decision costs no scan of the pool's pairs.
         """
         cur = self._cursor()
         params: dict[str, Any] = {"run": run_id}
+        if reason_kind is not None:
+            params["kind"] = reason_kind
+            scope = ""
+            if query_id is not None:
+                scope, params["query_id"] = " AND s.query_id = $query_id", query_id
+            with self._decided_pairs(cur, dataset_id):
+                return int(cur.execute(
+                    "WITH " + self._DECIDED + ", kinded AS (" + self._KINDED + scope + """)
+                    SELECT count(*) FROM kinded k WHERE NOT EXISTS (
+                        SELECT 1 FROM decided x WHERE x.qh = k.qh AND x.dh = k.dh)""",
+                    params).fetchall()[0][0])
         if query_id is None:
             key = (self._key, run_id, "distinct pairs")
             if key not in _pool_counts_cache:
@@ -329,12 +348,20 @@ class ReviewMixin:
         finally:
             cur.unregister("wanted_pairs")
 
+    # A reason's kind: its words before any quote, number or parenthesis (as
+    # ``core.review_filters.reason_kind``).
+    _REASON_KIND = r"""trim(regexp_split_to_array({}, '\s[''"]|[(0-9]')[1])"""
+    # The (qh, dh) id hashes of the run's ($run) scored pairs with a reason of kind $kind.
+    _KINDED = """
+        SELECT DISTINCT hash(s.query_id) AS qh, hash(s.doc_id) AS dh FROM suspicion s
+        WHERE s.run_id = $run AND len(list_filter(from_json(s.reasons, '["VARCHAR"]'),
+            lambda r: """ + _REASON_KIND.format("r") + """ = $kind)) > 0"""
+
     def reason_kinds(self, run_id: int) -> list[str]:
         """The distinct kinds of a run's suspicion reasons: each reason's words before any quote,
         number or parenthesis (``core.review_filters.reason_kind``, here in SQL), sorted."""
         return [r[0] for r in self._cursor().execute(
-            r"""
-            SELECT DISTINCT trim(regexp_split_to_array(reason, '\s[''"]|[(0-9]')[1]) AS kind
+            "SELECT DISTINCT " + self._REASON_KIND.format("reason") + """ AS kind
             FROM (SELECT unnest(from_json(reasons, '["VARCHAR"]')) AS reason FROM suspicion
                   WHERE run_id = ? AND reasons IS NOT NULL AND reasons <> '[]')
             WHERE kind <> '' ORDER BY kind""", [run_id]).fetchall()]

@@ -312,6 +312,38 @@ def test_review_learns_from_decisions_and_rescores(data_dir):
     assert model["weights"] or model["query_effects"]
 
 
+def test_review_filters_the_queue_by_a_reason_kind(data_dir):
+    """Review's Reason filter narrows the queue to candidates with a reason of that kind, in the
+    queue's order (answered in SQL, as the whole pool read would), and a decision moves on within
+    it."""
+    from core.review_filters import ReviewScope, _kinds, scoped_queue
+
+    workspace = data_dir / "workspaces" / "reasons.duckdb"
+    run_id = seed_workspace(workspace, data_dir)
+    store = Store(workspace)
+    kinds = store.reason_kinds(run_id)
+    sizes = {k: len(scoped_queue(store, run_id, ReviewScope(reason_kind=k))) for k in kinds}
+    kind = min((k for k in kinds if sizes[k] >= 3), key=sizes.get)  # a narrowed queue
+    assert sizes[kind] < len(scoped_queue(store, run_id, ReviewScope()))
+    expected = scoped_queue(store, run_id, ReviewScope(reason_kind=kind))
+    at = open_page(workspace, "review", annotator="gus")
+    assert at.selectbox(key="review_reason").options == ["(any)", *kinds]
+    at.selectbox(key="review_reason").select(kind).run()
+    assert not at.exception and not _messages(at)
+    assert f"{len(expected):,} in the queue" in [c.value for c in at.caption]
+    at.toggle(key="review_show_next").set_value(True).run()
+    shown = _frame(at, "would_export")
+    assert list(zip(shown["query_id"], shown["doc_id"])) == list(
+        zip(expected["query_id"], expected["doc_id"]))[:len(shown)]
+    assert shown["reasons"].map(lambda v: kind in _kinds(v)).all()
+    at.button(key="review_hard_negative").click().run()
+    assert not at.exception
+    decided = {(d.query_id, d.doc_id): d.label for d in store.latest_decisions()}
+    first = (expected["query_id"].iloc[0], expected["doc_id"].iloc[0])
+    assert decided == {first: "hard_negative"}
+    assert f"{len(expected) - 1:,} in the queue" in [c.value for c in at.caption]
+
+
 def test_review_imports_a_judged_queue_file(data_dir):
     """Review's "Judge outside the app": a judged queue file comes back as decisions (lines
     without an annotator under the page's, lines without a label skipped) and the card and
