@@ -176,8 +176,13 @@ def _facts(card, row) -> None:
     cols[1].metric("Positive score", f"{card.pos_score:.3f}")
     cols[2].metric("Margin", f"{card.margin:+.3f}")
     cols[3].metric("Rank", "given" if card.rank is None else card.rank)
+    learned = card.suspicion is not None and card.cold_suspicion is not None
     cols[4].metric("Suspicion", "–" if card.suspicion is None else f"{card.suspicion:.2f}",
-                   help="not scored yet" if card.suspicion is None else None)
+                   delta=f"{card.suspicion - card.cold_suspicion:+.2f} learned" if learned
+                   else None, delta_color="off",
+                   help="not scored yet" if card.suspicion is None else (
+                       f"learned from decisions; {card.cold_suspicion:.2f} before (cold)"
+                       if learned else None))
     cols[5].metric("Would export", "yes" if card.would_export else "no",
                    help="whether a default export of this run takes this pair now; reviewed "
                         "hard negatives come first, so a pair held back (for its suspicion, or "

@@ -128,6 +128,8 @@ class ReviewCard:
     reasons: list[str]
     decision: str | None
     would_export: bool
+    # The suspicion before a model learned from decisions replaced it (None while it is cold).
+    cold_suspicion: float | None = None
 
 
 def review_card(store: Store, run_id: int, row: pd.Series) -> ReviewCard:
@@ -140,6 +142,7 @@ def review_card(store: Store, run_id: int, row: pd.Series) -> ReviewCard:
     rank = row.get("rank")
     suspicion = row.get("suspicion")
     return ReviewCard(
+        cold_suspicion=_cold_suspicion(store, run_id, row["query_id"], row["doc_id"]),
         run_id=run_id, query_id=row["query_id"], query_text=query[row["query_id"]],
         doc_id=row["doc_id"], doc_text=docs[row["doc_id"]],
         positives=[(p, docs[p]) for p in pos_ids], score=float(row["score"]),
@@ -149,6 +152,17 @@ def review_card(store: Store, run_id: int, row: pd.Series) -> ReviewCard:
         reasons=reasons, decision=None if pd.isna(row.get("decision")) else row["decision"],
         would_export=bool(row.get("would_export", False)),
     )
+
+
+def _cold_suspicion(store: Store, run_id: int, query_id: str, doc_id: str) -> float | None:
+    """A candidate's cold suspicion when a learned model's replaced it (kept in its signals)."""
+    from core.false_negatives.learning import COLD_KEY
+
+    explained = store.candidate_explanation(run_id, query_id, doc_id)
+    if not explained or explained[3] != "learned":
+        return None
+    cold = json.loads(explained[2]).get(COLD_KEY)
+    return None if cold is None else float(cold)
 
 
 def next_review_item(store: Store, run_id: int | None = None,

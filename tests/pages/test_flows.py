@@ -310,6 +310,13 @@ def test_review_learns_from_decisions_and_rescores(data_dir):
     if model["query_effects"]:
         assert list(_frame(at, "effect")["query"]) == list(model["query_effects"])
     assert model["weights"] or model["query_effects"]
+    # The card's suspicion says how far learning moved it from the cold one.
+    card = next(m for m in at.metric if m.label == "Suspicion")
+    shown = review_head(store, run_id, 1).iloc[0]
+    signals = json.loads(store.candidate_explanation(run_id, shown["query_id"],
+                                                     shown["doc_id"])[2])
+    assert card.value == f"{shown['suspicion']:.2f}"
+    assert card.delta == f"{shown['suspicion'] - signals['cold_suspicion']:+.2f} learned"
 
 
 def test_review_filters_the_queue_by_a_reason_kind(data_dir):
