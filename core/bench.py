@@ -189,7 +189,8 @@ def _learning_row(config: BenchConfig, ws: _Workspaces, relevant: set) -> dict:
             "false_negatives": report.false_negatives, "hard_negatives": report.hard_negatives,
             "cv_roc_auc": report.cv_auc, "corrections": report.corrections,
             "roc_auc": suspicion_auc(held_out, relevant),
-            "cold_roc_auc_same_candidates": suspicion_auc(cold_pool, relevant)}
+            "cold_roc_auc_same_candidates": suspicion_auc(cold_pool, relevant),
+            "learned_weights": report.weights}
 
 
 def _review_rows(config: BenchConfig, ws: _Workspaces, relevant: set) -> Iterator[dict]:
@@ -246,10 +247,15 @@ def format_table(rows: list[dict]) -> str:
                          f"{r['fn_queries']:>7.3f}{r['hardness']:>7.3f}{r['filled']:>8.2f}")
     for r in rows:
         if r["kind"] == "suspicion":
-            extra = {k: v for k, v in r.items() if k not in ("kind", "dataset", "k", "method")}
+            extra = {k: v for k, v in r.items()
+                     if k not in ("kind", "dataset", "k", "method", "learned_weights")}
             shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                               for k, v in extra.items())
             lines.append(f"suspicion ({r['method']}): {shown}")
+            weights = {n: w for n, w in (r.get("learned_weights") or {}).items() if w >= 0.005}
+            if weights:
+                lines.append("  learned weights (log-odds per standard deviation): " + ", ".join(
+                    f"{n} {w:.2f}" for n, w in weights.items()))
     return "\n".join(lines)
 
 

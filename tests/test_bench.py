@@ -87,6 +87,9 @@ def test_bench_command_end_to_end(tmp_path, capsys, monkeypatch):
     assert {"curated", "top_k", "st-TopK-PercPos 0.95", "st-FlagEmbedding 10-210"} <= methods
     cold = [r for r in rows if r["kind"] == "suspicion" and r["method"] == "cold"]
     assert cold and 0.0 <= cold[0]["roc_auc"] <= 1.0
+    learned = next(r for r in rows if r["kind"] == "suspicion" and r["method"] == "learned")
+    assert isinstance(learned["learned_weights"], dict)  # empty when no correction applied
+    assert bool(learned["learned_weights"]) == learned["corrections"]
     for method in ("curated", "curated, re-learning /6"):
         curve = [r for r in rows if r["kind"] == "review" and r["method"] == method]
         assert [r["reviews_per_query"] for r in curve] == [0, 2]
