@@ -13,7 +13,7 @@ from core.clusters import default_cluster_count
 from core.decisions import import_decisions, import_summary
 from core.errors import WorkbenchError
 from core.false_negatives.learning import (
-    MIN_PER_LABEL, RELEARN_EVERY, learn_from_decisions, relearn_if_due,
+    MIN_PER_LABEL, RELEARN_EVERY, forget_learning, learn_from_decisions, relearn_if_due,
 )
 from core.false_negatives.suspicion import weights_rows
 from core.highlight import shared_terms, text_block
@@ -310,6 +310,16 @@ def _learn() -> None:
                 common.error(err)
             else:
                 st.rerun()  # the card and the weights above show the new suspicion
+        if "learned_model" in store.get_run(run.run_id).search and st.button(
+                "Back to the cold suspicion", key="review_forget", icon=":material/undo:",
+                help="forget the learned model and put the suspicion from before any decision "
+                     "back; the decisions stay (with re-learning on, the next "
+                     f"{RELEARN_EVERY} decisions learn again)"):
+            restored = forget_learning(store, run.run_id)
+            st.session_state["review_learned"] = (
+                run.run_id, f"run {run.run_id}: the cold suspicion is back on {restored:,} "
+                "candidates")
+            st.rerun()
         learned = st.session_state.get("review_learned")
         if learned and learned[0] == run.run_id:
             st.text(learned[1])

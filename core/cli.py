@@ -260,10 +260,17 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
 
 def cmd_learn(args: argparse.Namespace) -> int:
-    from core.false_negatives.learning import learn_from_decisions
+    from core.false_negatives.learning import forget_learning, learn_from_decisions
     from core.store import Store
 
-    print(learn_from_decisions(Store(args.workspace), args.run, args.min_per_label).text())
+    store = Store(args.workspace)
+    if args.forget:
+        run = store.get_run(args.run)
+        restored = forget_learning(store, run.run_id)
+        print(f"run {run.run_id}: the cold suspicion is back on {restored} candidates" if restored
+              else f"run {run.run_id}: its suspicion is the cold one already; nothing to forget")
+        return 0
+    print(learn_from_decisions(store, args.run, args.min_per_label).text())
     return 0
 
 
@@ -474,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", type=int, help="run to re-score (default: the newest finished run)")
     p.add_argument("--min-per-label", type=int, default=20,
                    help="decisions of each label needed (20)")
+    p.add_argument("--forget", action="store_true",
+                   help="put the cold suspicion back instead (the decisions stay)")
 
     p = command("undo", cmd_undo, "undo an annotator's last decision")
     p.add_argument("--annotator", required=True)

@@ -27,8 +27,8 @@ from core.false_negatives import (
 from core.false_negatives.cross_query import REASON_QUERY_SIMILARITY
 from core.false_negatives.learning import (
     COLD_KEY, CORRECTION_REASONS, NOTE_PREFIX, QUERY_EFFECT, QUERY_REASONS, MonotoneLogistic,
-    cold_suspicion, learn_from_decisions, learned_suspicion, query_effect, relearn_if_due,
-    signal_label, signal_matrix,
+    cold_suspicion, forget_learning, learn_from_decisions, learned_suspicion, query_effect,
+    relearn_if_due, signal_label, signal_matrix,
 )
 from core.false_negatives.suspicion import Scorer, weights_rows, weights_text
 from core.false_negatives.teacher import load_teacher
@@ -449,6 +449,38 @@ def test_learning_from_decisions(topical_ws, tmp_path):
         for prefixes in (QUERY_REASONS, CORRECTION_REASONS):
             assert relearned.reasons.map(
                 lambda r: sum(t.startswith(prefixes) for t in json.loads(r))).max() == 1
+
+
+def test_forgetting_a_learned_model_puts_the_cold_suspicion_back(topical_ws, tmp_path, capsys):
+    """`learn --forget` (and the Review page's button): the cold scores, reasons and scorer come
+    back (scores to the 5 decimals the signals keep), the run forgets its model, the decisions
+    stay; forgetting a cold run changes nothing."""
+    from core.cli import main
+
+    path, run_id = topical_ws
+    with _open_copy(path, tmp_path) as store:
+        cold = store.run_candidates(run_id).reset_index(drop=True)
+        assert forget_learning(store, run_id) == 0
+        truth = _same_topic(cold)
+        for frame, label in ((cold[truth].head(25), "false_negative"),
+                             (cold[~truth].head(25), "hard_negative")):
+            for q, d in zip(frame.query_hash, frame.doc_hash):
+                store.record_decision(q, d, label, "bot")
+        learn_from_decisions(store, run_id)
+        assert "learned_model" in store.get_run(run_id).search
+        workspace = str(store.path)
+        assert main(["learn", "--workspace", workspace, "--run", str(run_id), "--forget"]) == 0
+        assert capsys.readouterr().out == (
+            f"run {run_id}: the cold suspicion is back on {len(cold)} candidates\n")
+        back = store.run_candidates(run_id).reset_index(drop=True)
+        assert (back.scorer == "cold").all()
+        np.testing.assert_allclose(back.suspicion, cold.suspicion, atol=6e-6)
+        assert back.reasons.map(json.loads).tolist() == cold.reasons.map(json.loads).tolist()
+        assert "learned_model" not in store.get_run(run_id).search
+        assert back.decision.notna().sum() == 50
+        assert forget_learning(store, run_id) == 0
+        assert main(["learn", "--workspace", workspace, "--forget"]) == 0
+        assert "nothing to forget" in capsys.readouterr().out
 
 
 def test_a_learned_model_rewrites_each_candidates_reasons_and_keeps_its_cold_suspicion(

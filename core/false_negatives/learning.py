@@ -360,6 +360,14 @@ def learn_from_decisions(store: Store, run_id: int | None = None,
     return report
 
 
+def forget_learning(store: Store, run_id: int | None = None) -> int:
+    """Put the run's cold suspicion back where a learned model replaced it (its scores, reasons
+    and scorer), and forget the model; the decisions stay. Returns how many candidates were
+    restored (0 when the run's suspicion was not learned)."""
+    run = store.get_run(run_id)
+    return store.restore_cold_suspicion(run.run_id, LEARNED_PREFIXES, COLD_KEY)
+
+
 def _named_weights(scores: LearnedScores, names: list[str]) -> dict[str, float]:
     """The corrections' weights under the signals' readable names, largest first."""
     if scores.weights is None:

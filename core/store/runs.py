@@ -338,6 +338,45 @@ class RunsMixin:
                             [json.dumps(search), run_id])
         self._forget_runs()
 
+    def restore_cold_suspicion(self, run_id: int, learned_prefixes: Sequence[str],
+                               cold_key: str) -> int:
+        """Put back the suspicion a learned model replaced: each candidate's ``cold_key`` signal
+        becomes its suspicion again (to 5 decimals), its reasons lose those starting with one of
+        ``learned_prefixes``, its scorer is 'cold' again and the run forgets its model
+        (``search["learned_model"]``). Returns how many candidates were restored (0: the run's
+        suspicion is not a learned one)."""
+        with self._transaction() as cur:
+            rows = cur.sql(
+                """
+                SELECT query_id, doc_id,
+                       TRY_CAST(json_extract(signals, $cold_path) AS FLOAT) AS suspicion,
+                       to_json(list_filter(from_json(reasons, '["VARCHAR"]'),
+                                           lambda t: NOT list_bool_or(list_transform(
+                                               $prefixes, lambda p: starts_with(t, p)))))::VARCHAR
+                           AS reasons,
+                       signals
+                FROM suspicion WHERE run_id = $run AND scorer = 'learned'
+                """,
+                params={"cold_path": _json_path(cold_key), "prefixes": list(learned_prefixes),
+                        "run": run_id},
+            ).to_arrow_table()
+            if rows.num_rows == 0:
+                return 0
+            if rows.column("suspicion").null_count:
+                raise WorkbenchError(f"run {run_id}'s learned suspicion does not keep the cold "
+                                     "one for every candidate; mine the run again")
+            total = int(cur.execute("SELECT count(*) FROM suspicion WHERE run_id = ?",
+                                    [run_id]).fetchall()[0][0])
+            if total != rows.num_rows:  # put_suspicion replaces every row: none may be left out
+                raise WorkbenchError(f"run {run_id} mixes learned and cold suspicion rows; "
+                                     "learn again or mine the run again")
+            self._write_suspicion(cur, run_id, rows, "cold", True)
+            search = {k: v for k, v in self.get_run(run_id).search.items()
+                      if k != "learned_model"}
+            cur.execute("UPDATE runs SET search = ? WHERE run_id = ?", [json.dumps(search), run_id])
+        self._forget_runs()
+        return rows.num_rows
+
     def run_pool(self, run_id: int) -> pa.Table:
         """A run's stored candidates without joins, as an Arrow table (no Python string per row).
 

@@ -317,6 +317,14 @@ def test_review_learns_from_decisions_and_rescores(data_dir):
                                                      shown["doc_id"])[2])
     assert card.value == f"{shown['suspicion']:.2f}"
     assert card.delta == f"{shown['suspicion'] - signals['cold_suspicion']:+.2f} learned"
+    # ... and the learned model can be forgotten from the page
+    at.button(key="review_forget").click().run()
+    assert not at.exception and not _messages(at)
+    assert (store.run_candidates(run_id)["scorer"] == "cold").all()
+    assert any("the cold suspicion is back on" in t.value for t in at.text)
+    assert not any(c.value.startswith("The model learned from") for c in at.caption)
+    assert not next(m for m in at.metric if m.label == "Suspicion").delta
+    assert not [b for b in at.button if b.key == "review_forget"]
 
 
 def test_review_filters_the_queue_by_a_reason_kind(data_dir):
