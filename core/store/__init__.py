@@ -30,6 +30,7 @@ from core.store.schema import MIGRATIONS, SCHEMA_VERSION
 from core.store.audits import AuditsMixin
 from core.store.datasets import DatasetsMixin
 from core.store.decisions import DecisionsMixin
+from core.store.learning import LearningMixin
 from core.store.reports import ReportsMixin
 from core.store.review import ReviewMixin
 from core.store.runs import RunsMixin
@@ -39,7 +40,7 @@ LOCK_WAIT_S = float(os.environ.get("WORKBENCH_LOCK_WAIT_S", "5"))
 (``$WORKBENCH_LOCK_WAIT_S``, default 5)."""
 
 
-class Store(DatasetsMixin, RunsMixin, DecisionsMixin, ReviewMixin, ReportsMixin,
+class Store(DatasetsMixin, RunsMixin, LearningMixin, DecisionsMixin, ReviewMixin, ReportsMixin,
             AuditsMixin):
     """A workspace on disk. Cheap to create: instances of one file share the process's connection."""
 
