@@ -78,6 +78,9 @@ def review_queue(
     queries = None if filters.query_ids is None else set(filters.query_ids)
     if filters.query_id:
         queries = {filters.query_id} & queries if queries is not None else {filters.query_id}
+    if filters.decided_by:  # an annotator's pairs lie in the queries they decided
+        decided = set(store.decided_query_ids(run.dataset_id, filters.decided_by))
+        queries = decided if queries is None else queries & decided
     wanted = None if queries is None else sorted(queries)
     pool = store.run_candidates(run.run_id, wanted)
     planned = planned_negatives(store, run.run_id, query_ids=wanted)

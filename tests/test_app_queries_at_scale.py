@@ -62,6 +62,23 @@ def test_queue_head_matches_the_scoped_queue(decided):  # noqa: F811
     assert _keys(queue_head(store, run.run_id, scope, limit=500).rows) == _keys(expected)
 
 
+def test_an_annotators_queue_reads_only_the_queries_they_decided(decided):  # noqa: F811
+    """"Decided by" reads the queries with the annotator's decisions, not the whole pool, and
+    gives the whole pool's answer."""
+    store, run = decided
+    full = review_queue(store, run.run_id, QueueFilters(unreviewed_only=False))
+    for annotator, wanted in (("ann", 6), ("nobody", 0)):
+        expected = full[full["decided_by"] == annotator]
+        got = review_queue(store, run.run_id, QueueFilters(decided_by=annotator))
+        assert _keys(got) == _keys(expected) and len(got) == wanted
+        for column in ("would_export", "hard_set", "decision"):
+            assert got[column].tolist() == expected[column].tolist(), column
+    one = full[full["decided_by"] == "ann"]["query_id"].iloc[0]
+    got = review_queue(store, run.run_id, QueueFilters(decided_by="ann", query_id=one))
+    assert set(got["query_id"]) == {one} and len(got) >= 1
+    assert len(store.decided_query_ids(run.dataset_id, "ann")) < len(set(full["query_id"]))
+
+
 def test_document_stats_sum_up_the_pool(decided):  # noqa: F811
     store, run = decided
     pool = store.run_candidates(run.run_id)
