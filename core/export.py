@@ -413,6 +413,18 @@ def preview_export(store: Store, run_id: int | None, options: ExportOptions) -> 
     return frame
 
 
+def _suspicion_provenance(store: Store, run: RunInfo) -> dict:
+    """Which suspicion chose and held back the negatives: None (the run is not scored), the
+    cold one, or a model learned from decisions (how many, its cross-validated ROC-AUC, whether
+    its corrections applied, its weights)."""
+    model = run.search.get("learned_model")
+    if model:
+        return {"scorer": "learned", "decisions": model["false_negatives"]
+                + model["hard_negatives"], "cv_auc": model["cv_auc"],
+                "corrections": model["corrections"], "weights": model["weights"]}
+    return {"scorer": "cold" if store.review_version(run.run_id)[2] else None}
+
+
 def export_run(
     store: Store, run_id: int | None, out_path: str | Path, options: ExportOptions
 ) -> ExportResult:
@@ -453,6 +465,7 @@ def export_run(
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sha256": _sha256(path),
         "audit": latest_audit_summary(store, run.run_id),
+        "suspicion": _suspicion_provenance(store, run),
     }
     manifest_path = path.with_name(path.name + ".manifest.json")
     text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"

@@ -375,6 +375,7 @@ def test_manifest_records_the_run_options_counts_and_sha256(mined, tmp_path):
                                    "max_false_negatives": None}
     assert manifest["counts"] == result.counts
     assert manifest["quality"] == result.quality and result.quality["negatives"] == 3
+    assert manifest["suspicion"] == {"scorer": None}  # this run was never scored
     created = datetime.fromisoformat(manifest["created_at"])
     assert created.utcoffset() == timezone.utc.utcoffset(None)
 

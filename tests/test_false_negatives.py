@@ -20,7 +20,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from core.errors import WorkbenchError
-from core.export import planned_negatives
+from core.export import ExportOptions, export_run, planned_negatives
 from core.false_negatives import (
     DetectionContext, Detector, RawSignal, detector_names, get_detector, register,
 )
@@ -466,8 +466,16 @@ def test_forgetting_a_learned_model_puts_the_cold_suspicion_back(topical_ws, tmp
                              (cold[~truth].head(25), "hard_negative")):
             for q, d in zip(frame.query_hash, frame.doc_hash):
                 store.record_decision(q, d, label, "bot")
-        learn_from_decisions(store, run_id)
+        report = learn_from_decisions(store, run_id)
         assert "learned_model" in store.get_run(run_id).search
+
+        def provenance() -> dict:  # what an export's manifest says of the suspicion it used
+            out = tmp_path / "train.jsonl"
+            manifest = export_run(store, run_id, out, ExportOptions("triplet")).manifest_path
+            return json.loads(manifest.read_text())["suspicion"]
+
+        assert provenance() == {"scorer": "learned", "decisions": 50, "cv_auc": report.cv_auc,
+                                "corrections": report.corrections, "weights": report.weights}
         workspace = str(store.path)
         assert main(["learn", "--workspace", workspace, "--run", str(run_id), "--forget"]) == 0
         assert capsys.readouterr().out == (
@@ -477,6 +485,7 @@ def test_forgetting_a_learned_model_puts_the_cold_suspicion_back(topical_ws, tmp
         np.testing.assert_allclose(back.suspicion, cold.suspicion, atol=6e-6)
         assert back.reasons.map(json.loads).tolist() == cold.reasons.map(json.loads).tolist()
         assert "learned_model" not in store.get_run(run_id).search
+        assert provenance() == {"scorer": "cold"}
         assert back.decision.notna().sum() == 50
         assert forget_learning(store, run_id) == 0
         assert main(["learn", "--workspace", workspace, "--forget"]) == 0
