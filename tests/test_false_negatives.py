@@ -25,10 +25,10 @@ from core.false_negatives import (
     DetectionContext, Detector, RawSignal, detector_names, get_detector, register,
 )
 from core.false_negatives.cross_query import REASON_QUERY_SIMILARITY
+from core.false_negatives.learned_reasons import CORRECTION_REASONS, QUERY_REASONS, signal_label
 from core.false_negatives.learning import (
-    COLD_KEY, CORRECTION_REASONS, NOTE_PREFIX, QUERY_EFFECT, QUERY_REASONS, MonotoneLogistic,
-    cold_suspicion, forget_learning, learn_from_decisions, learned_suspicion, query_effect,
-    relearn_if_due, signal_label, signal_matrix,
+    COLD_KEY, NOTE_PREFIX, QUERY_EFFECT, MonotoneLogistic, cold_suspicion, forget_learning,
+    learn_from_decisions, learned_suspicion, query_effect, relearn_if_due, signal_matrix,
 )
 from core.false_negatives.suspicion import Scorer, weights_rows, weights_text
 from core.false_negatives.teacher import load_teacher

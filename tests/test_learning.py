@@ -118,38 +118,6 @@ def test_what_moved_each_candidate_adds_up_to_its_learned_suspicion():
     assert (terms[np.arange(len(rows)), top[rows]] >= terms.max(axis=1) - 1e-12).all()
 
 
-def test_the_learned_reasons_say_what_moved_a_candidate():
-    """The reasons a model adds: its query's effect and the corrections (with the signal that
-    moved them most), each only when it moves the log-odds by EXPLAIN_MIN_LOG_ODDS or more, and
-    never on decided candidates."""
-    import pandas as pd
-
-    from core.false_negatives.learning import (
-        EXPLAIN_MIN_LOG_ODDS, LearnedScores, correction_reasons, query_reasons, signal_label,
-    )
-
-    scores = LearnedScores(np.full(5, 0.5), 0.7, ["a_query_pct", "b_global_pct", QUERY_EFFECT],
-                           query_shift=np.array([0.5, 0.5, -0.3, 0.1, 0.5]),
-                           correction=np.array([0.25, -0.4, 0.1, 0.2, 1.0]),
-                           top_correction=np.array([0, 1, 0, -1, 0]))
-    undecided = np.array([True, True, True, True, False])
-    queries = pd.Series(["q1", "q1", "q2", "q3", "q1"])
-    assert query_reasons(scores, queries, undecided).to_pylist() == [
-        "more false negatives than expected in its query (+0.50 log-odds)",
-        "more false negatives than expected in its query (+0.50 log-odds)",
-        "fewer false negatives than expected in its query (-0.30 log-odds)", None, None]
-    assert correction_reasons(scores, ["a_query_pct", "b_global_pct"], undecided).to_pylist() == [
-        "ranked higher by the learned weights (+0.25 log-odds; most: a within its query)",
-        "ranked lower by the learned weights (-0.40 log-odds; most: b across the run)",
-        None, "ranked higher by the learned weights (+0.20 log-odds)", None]
-    assert EXPLAIN_MIN_LOG_ODDS == 0.2
-    assert signal_label("positive_similarity") == "positive similarity"
-    no_corrections = LearnedScores(np.full(5, 0.5), 0.5, [QUERY_EFFECT], corrections=False,
-                                   query_shift=scores.query_shift)
-    assert correction_reasons(no_corrections, ["a_query_pct"], undecided).to_pylist() == [
-        None] * 5
-
-
 def test_decisions_that_teach_nothing_keep_the_cold_order():
     # One query, signals constant over the decided slice, labels independent of everything: the
     # model has nothing to correct, and the undecided candidates keep the cold suspicion's order

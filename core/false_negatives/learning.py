@@ -12,6 +12,10 @@ import pandas as pd
 import pyarrow as pa
 
 from core.errors import WorkbenchError
+from core.false_negatives.learned_reasons import (
+    CORRECTION_REASONS, QUERY_REASONS, correction_reasons, named_weights, query_reasons,
+    surprising_queries,
+)
 from core.store import Store
 
 MIN_PER_LABEL = 20
@@ -22,15 +26,6 @@ MIN_PER_LABEL = 20
 RELEARN_EVERY = 50
 FOLDS = 5
 NOTE_PREFIX = "model learned from "
-# What the model changed gets its own reasons (after the note, before the cold reasons) when it
-# moves a candidate's log-odds by at least EXPLAIN_MIN_LOG_ODDS (5 points of probability near
-# 0.5): the query's effect, and the learned corrections with the signal that moved them most.
-# Their first word tells them apart (the Review page's Reason filter shows the start of each).
-QUERY_REASONS = ("more false negatives than expected in its query",
-                 "fewer false negatives than expected in its query")
-CORRECTION_REASONS = ("ranked higher by the learned weights", "ranked lower by the learned weights")
-EXPLAIN_MIN_LOG_ODDS = 0.2
-SURPRISING_QUERIES = 5
 # Reasons a model wrote: learning again replaces them (a changed spelling must keep the old
 # one here, or workspaces learned before keep both).
 LEARNED_PREFIXES = (NOTE_PREFIX, *QUERY_REASONS, *CORRECTION_REASONS)
@@ -68,8 +63,8 @@ class LearnReport:
     corrections: bool = True
     # The corrections' weights: log-odds per standard deviation of each signal (readable names,
     # largest first; empty without corrections), and the queries whose decisions moved their
-    # effect most, up to SURPRISING_QUERIES each way (log-odds; higher = more false negatives
-    # than the cold suspicion expected).
+    # effect most, up to ``learned_reasons.SURPRISING_QUERIES`` each way (log-odds; higher =
+    # more false negatives than the cold suspicion expected).
     weights: dict[str, float] = field(default_factory=dict)
     query_effects: dict[str, float] = field(default_factory=dict)
 
@@ -348,13 +343,14 @@ def learn_from_decisions(store: Store, run_id: int | None = None,
     queries = pool.column("query_id").to_pandas()
     undecided = labels.isna().to_numpy()
     report = LearnReport(run.run_id, n_fn, n_hn, scores.cv_auc, pool.num_rows, scores.features,
-                         scores.corrections, _named_weights(scores, names),
-                         _surprising_queries(scores, queries))
+                         scores.corrections, named_weights(scores.weights, names),
+                         surprising_queries(scores.query_shift, queries))
     store.put_learned_suspicion(run.run_id, pa.table({
         "query_id": pool.column("query_id"), "doc_id": pool.column("doc_id"),
         "suspicion": scores.probability, "cold": cold,
-        "query_reason": query_reasons(scores, queries, undecided),
-        "correction_reason": correction_reasons(scores, names, undecided),
+        "query_reason": query_reasons(scores.query_shift, queries, undecided),
+        "correction_reason": correction_reasons(scores.correction, scores.top_correction, names,
+                                                undecided),
     }), note, LEARNED_PREFIXES, ["query_reason", "correction_reason"], COLD_KEY, MAX_REASONS,
         model=report.summary())
     return report
@@ -366,66 +362,6 @@ def forget_learning(store: Store, run_id: int | None = None) -> int:
     restored (0 when the run's suspicion was not learned)."""
     run = store.get_run(run_id)
     return store.restore_cold_suspicion(run.run_id, LEARNED_PREFIXES, COLD_KEY)
-
-
-def _named_weights(scores: LearnedScores, names: list[str]) -> dict[str, float]:
-    """The corrections' weights under the signals' readable names, largest first."""
-    if scores.weights is None:
-        return {}
-    pairs = sorted(zip(names, scores.weights.tolist()), key=lambda p: -p[1])
-    return {signal_label(n): round(w, 4) for n, w in pairs}
-
-
-def _surprising_queries(scores: LearnedScores, queries: pd.Series) -> dict[str, float]:
-    """The queries with the largest effects each way (``SURPRISING_QUERIES`` of each), at least
-    ``EXPLAIN_MIN_LOG_ODDS`` from zero, largest first."""
-    effect = pd.Series(scores.query_shift).groupby(queries.to_numpy()).first()
-    effect = effect[effect.abs() >= EXPLAIN_MIN_LOG_ODDS].sort_values(ascending=False)
-    chosen = pd.concat([effect[effect > 0].head(SURPRISING_QUERIES),
-                        effect[effect < 0].tail(SURPRISING_QUERIES)])
-    return {str(q): round(float(e), 4) for q, e in chosen.items()}
-
-
-
-
-def query_reasons(scores: LearnedScores, queries: pd.Series,
-                  undecided: np.ndarray) -> pa.Array:
-    """Each undecided candidate's reason for its query's effect, when it moved the log-odds by
-    ``EXPLAIN_MIN_LOG_ODDS`` or more ("more false negatives than expected in its query (+0.62
-    log-odds)": its decisions found more); else null. Written once per query."""
-    shift = pd.Series(scores.query_shift, index=queries.index)
-    per_query = shift.groupby(queries.to_numpy()).first()
-    texts = {q: f"{QUERY_REASONS[bool(v < 0)]} ({v:+.2f} log-odds)"
-             for q, v in per_query.items() if abs(v) >= EXPLAIN_MIN_LOG_ODDS}
-    reasons = queries.map(texts).where(undecided, None)
-    return pa.array(reasons.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
-
-
-def correction_reasons(scores: LearnedScores, names: list[str],
-                       undecided: np.ndarray) -> pa.Array:
-    """Each undecided candidate's reason for the learned corrections, when they set it apart from
-    the pool's median candidate by ``EXPLAIN_MIN_LOG_ODDS`` or more, naming the signal that moved
-    it most ("ranked higher by the learned weights (+0.41 log-odds; most: lexical within its
-    query)",
-    the signal left out when none moved it that way); else null."""
-    texts = np.full(len(undecided), None, dtype=object)
-    if scores.correction is not None and names:
-        labels = [signal_label(n) for n in names]
-        shown = np.flatnonzero(undecided & (np.abs(scores.correction) >= EXPLAIN_MIN_LOG_ODDS))
-        texts[shown] = [
-            f"{CORRECTION_REASONS[v < 0]} ({v:+.2f} log-odds"
-            f"{f'; most: {labels[t]}' if t >= 0 else ''})"
-            for v, t in zip(scores.correction[shown].tolist(),
-                            scores.top_correction[shown].tolist())]
-    return pa.array(texts, type=pa.string())
-
-
-def signal_label(name: str) -> str:
-    """A feature's readable name: "lexical_query_pct" -> "lexical within its query"."""
-    for suffix, where in (("_query_pct", " within its query"), ("_global_pct", " across the run")):
-        if name.endswith(suffix):
-            return name[:-len(suffix)].replace("_", " ") + where
-    return name.replace("_", " ")
 
 
 def relearn_if_due(store: Store, run_id: int | None = None,
