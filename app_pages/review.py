@@ -264,7 +264,7 @@ def _weights() -> None:
                    "These are the weights before any decision; a model learned from decisions "
                    "adds its corrections on top.")
         st.dataframe(weights_rows(report), hide_index=True, key="review_weights")
-        _learned_model(store.get_run(run.run_id).search.get("learned_model"))
+        _learned_model(run.search.get("learned_model"))
 
 
 def _learned_model(model: dict | None) -> None:
@@ -310,7 +310,7 @@ def _learn() -> None:
                 common.error(err)
             else:
                 st.rerun()  # the card and the weights above show the new suspicion
-        if "learned_model" in store.get_run(run.run_id).search and st.button(
+        if "learned_model" in run.search and st.button(
                 "Back to the cold suspicion", key="review_forget", icon=":material/undo:",
                 help="forget the learned model and put the suspicion from before any decision "
                      "back; the decisions stay (with re-learning on, the next "

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 
 from core.false_negatives.learned_reasons import (
-    EXPLAIN_MIN_LOG_ODDS, correction_reasons, named_weights, query_reasons, signal_label,
-    surprising_queries,
+    EXPLAIN_MIN_LOG_ODDS, correction_reasons, named_weights, query_effects, query_reasons,
+    signal_label, surprising_queries,
 )
 
 
@@ -20,7 +20,8 @@ def test_the_learned_reasons_say_what_moved_a_candidate():
     top = np.array([0, 1, 0, -1, 0])
     undecided = np.array([True, True, True, True, False])
     queries = pd.Series(["q1", "q1", "q2", "q3", "q1"])
-    assert query_reasons(shift, queries, undecided).to_pylist() == [
+    assert query_effects(shift, queries).to_dict() == {"q1": 0.5, "q2": -0.3, "q3": 0.1}
+    assert query_reasons(query_effects(shift, queries), queries, undecided).to_pylist() == [
         "more false negatives than expected in its query (+0.50 log-odds)",
         "more false negatives than expected in its query (+0.50 log-odds)",
         "fewer false negatives than expected in its query (-0.30 log-odds)", None, None]
@@ -42,6 +43,6 @@ def test_the_run_keeps_readable_weights_and_the_most_surprising_queries():
     queries = pd.Series([f"q{i}" for i in range(14)])
     effects = np.array([1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.1, -0.1, -0.5, -0.6, -0.7, -0.8, -0.9,
                         -1.0])
-    kept = surprising_queries(effects, queries)
+    kept = surprising_queries(query_effects(effects, queries))
     assert list(kept) == ["q0", "q1", "q2", "q3", "q4", "q9", "q10", "q11", "q12", "q13"]
     assert kept["q13"] == -1.0 and "q6" not in kept  # below 0.2: no surprise worth keeping

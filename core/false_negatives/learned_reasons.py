@@ -21,14 +21,17 @@ EXPLAIN_MIN_LOG_ODDS = 0.2
 SURPRISING_QUERIES = 5  # the queries a run keeps of its model, each way
 
 
-def query_reasons(query_shift: np.ndarray, queries: pd.Series,
-                  undecided: np.ndarray) -> pa.Array:
-    """Each undecided candidate's reason for its query's effect (``query_shift``, the same for
-    every candidate of a query), when it moved the log-odds by ``EXPLAIN_MIN_LOG_ODDS`` or more
-    ("more false negatives than expected in its query (+0.62 log-odds)": its decisions found
-    more); else null. Written once per query."""
-    shift = pd.Series(query_shift, index=queries.index)
-    per_query = shift.groupby(queries.to_numpy()).first()
+def query_effects(query_shift: np.ndarray, queries: pd.Series) -> pd.Series:
+    """Each query's effect, by query id, from ``query_shift`` (per candidate, the same for every
+    candidate of a query)."""
+    return pd.Series(query_shift).groupby(queries.to_numpy()).first()
+
+
+def query_reasons(per_query: pd.Series, queries: pd.Series, undecided: np.ndarray) -> pa.Array:
+    """Each undecided candidate's reason for its query's effect (``per_query``, from
+    ``query_effects``), when it moved the log-odds by ``EXPLAIN_MIN_LOG_ODDS`` or more ("more
+    false negatives than expected in its query (+0.62 log-odds)": its decisions found more);
+    else null. Written once per query."""
     texts = {q: f"{QUERY_REASONS[bool(v < 0)]} ({v:+.2f} log-odds)"
              for q, v in per_query.items() if abs(v) >= EXPLAIN_MIN_LOG_ODDS}
     reasons = queries.map(texts).where(undecided, None)
@@ -70,11 +73,10 @@ def named_weights(weights: np.ndarray | None, names: list[str]) -> dict[str, flo
     return {signal_label(n): round(w, 4) for n, w in pairs}
 
 
-def surprising_queries(query_shift: np.ndarray, queries: pd.Series) -> dict[str, float]:
-    """The queries with the largest effects each way (``SURPRISING_QUERIES`` of each), at least
-    ``EXPLAIN_MIN_LOG_ODDS`` from zero, largest first."""
-    effect = pd.Series(query_shift).groupby(queries.to_numpy()).first()
-    effect = effect[effect.abs() >= EXPLAIN_MIN_LOG_ODDS].sort_values(ascending=False)
+def surprising_queries(per_query: pd.Series) -> dict[str, float]:
+    """The queries with the largest effects each way (``SURPRISING_QUERIES`` of each, from
+    ``query_effects``), at least ``EXPLAIN_MIN_LOG_ODDS`` from zero, largest first."""
+    effect = per_query[per_query.abs() >= EXPLAIN_MIN_LOG_ODDS].sort_values(ascending=False)
     chosen = pd.concat([effect[effect > 0].head(SURPRISING_QUERIES),
                         effect[effect < 0].tail(SURPRISING_QUERIES)])
     return {str(q): round(float(e), 4) for q, e in chosen.items()}

@@ -13,8 +13,8 @@ import pyarrow as pa
 
 from core.errors import WorkbenchError
 from core.false_negatives.learned_reasons import (
-    CORRECTION_REASONS, QUERY_REASONS, correction_reasons, named_weights, query_reasons,
-    surprising_queries,
+    CORRECTION_REASONS, QUERY_REASONS, correction_reasons, named_weights, query_effects,
+    query_reasons, surprising_queries,
 )
 from core.store import Store
 
@@ -342,13 +342,14 @@ def learn_from_decisions(store: Store, run_id: int | None = None,
     # the cold suspicion stays in the signals, so learning again anchors on it.
     queries = pool.column("query_id").to_pandas()
     undecided = labels.isna().to_numpy()
+    per_query = query_effects(scores.query_shift, queries)
     report = LearnReport(run.run_id, n_fn, n_hn, scores.cv_auc, pool.num_rows, scores.features,
                          scores.corrections, named_weights(scores.weights, names),
-                         surprising_queries(scores.query_shift, queries))
+                         surprising_queries(per_query))
     store.put_learned_suspicion(run.run_id, pa.table({
         "query_id": pool.column("query_id"), "doc_id": pool.column("doc_id"),
         "suspicion": scores.probability, "cold": cold,
-        "query_reason": query_reasons(scores.query_shift, queries, undecided),
+        "query_reason": query_reasons(per_query, queries, undecided),
         "correction_reason": correction_reasons(scores.correction, scores.top_correction, names,
                                                 undecided),
     }), note, LEARNED_PREFIXES, ["query_reason", "correction_reason"], COLD_KEY, MAX_REASONS,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
+import duckdb
 import pyarrow as pa
 
 from core.errors import WorkbenchError
@@ -20,6 +21,11 @@ from core.store.records import quote_identifier
 
 class LearningMixin:
     """The Store's learned suspicion (module docstring)."""
+
+    # A candidate's stored reasons (JSON text, the column named in the slot) without those a
+    # model wrote: the ones starting with one of $prefixes.
+    _COLD_REASONS = """list_filter(from_json({}, '["VARCHAR"]'), lambda t: NOT list_bool_or(
+        list_transform($prefixes, lambda p: starts_with(t, p))))"""
 
     def signal_keys(self, run_id: int) -> list[str]:
         """The keys of a run's stored signals (every candidate's, sorted)."""
@@ -74,6 +80,7 @@ class LearningMixin:
         the run keeps of the model, as ``RunInfo.search["learned_model"]`` (same transaction).
         """
         extra = ", ".join(f"n.{quote_identifier(c)}" for c in reason_columns)
+        kept = self._COLD_REASONS.format("s.reasons")
         with self._transaction() as cur:
             cur.register("learned_scores", scores)
             rows = cur.sql(
@@ -82,9 +89,7 @@ class LearningMixin:
                        to_json(list_slice(list_concat(
                            [$note || ': p = ' || printf('%.2f', n.suspicion)],
                            list_filter([{extra}]::VARCHAR[], lambda v: v IS NOT NULL),
-                           list_filter(from_json(s.reasons, '["VARCHAR"]'),
-                                       lambda t: NOT list_bool_or(list_transform(
-                                           $prefixes, lambda p: starts_with(t, p))))),
+                           {kept}),
                            1, $keep))::VARCHAR AS reasons,
                        CASE WHEN json_exists(s.signals, $cold_path) THEN s.signals
                             ELSE json_merge_patch(s.signals,
@@ -103,9 +108,7 @@ class LearningMixin:
                                      f"{scores.num_rows - rows.num_rows} of the learned pairs")
             self._write_suspicion(cur, run_id, rows, "learned", True)
             if model is not None:
-                search = {**self.get_run(run_id).search, "learned_model": model}
-                cur.execute("UPDATE runs SET search = ? WHERE run_id = ?",
-                            [json.dumps(search), run_id])
+                self._set_learned_model(cur, run_id, model)
         self._forget_runs()
 
     def restore_cold_suspicion(self, run_id: int, learned_prefixes: Sequence[str],
@@ -120,9 +123,7 @@ class LearningMixin:
                 """
                 SELECT query_id, doc_id,
                        TRY_CAST(json_extract(signals, $cold_path) AS FLOAT) AS suspicion,
-                       to_json(list_filter(from_json(reasons, '["VARCHAR"]'),
-                                           lambda t: NOT list_bool_or(list_transform(
-                                               $prefixes, lambda p: starts_with(t, p)))))::VARCHAR
+                       to_json(""" + self._COLD_REASONS.format("reasons") + """)::VARCHAR
                            AS reasons,
                        signals
                 FROM suspicion WHERE run_id = $run AND scorer = 'learned'
@@ -141,11 +142,18 @@ class LearningMixin:
                 raise WorkbenchError(f"run {run_id} mixes learned and cold suspicion rows; "
                                      "learn again or mine the run again")
             self._write_suspicion(cur, run_id, rows, "cold", True)
-            search = {k: v for k, v in self.get_run(run_id).search.items()
-                      if k != "learned_model"}
-            cur.execute("UPDATE runs SET search = ? WHERE run_id = ?", [json.dumps(search), run_id])
+            self._set_learned_model(cur, run_id, None)
         self._forget_runs()
         return rows.num_rows
+
+    def _set_learned_model(self, cur: duckdb.DuckDBPyConnection, run_id: int,
+                           model: dict[str, Any] | None) -> None:
+        """Keep ``model`` as the run's ``search["learned_model"]`` (None: forget it), inside the
+        caller's transaction (the caller forgets the remembered runs afterwards)."""
+        search = {k: v for k, v in self.get_run(run_id).search.items() if k != "learned_model"}
+        if model is not None:
+            search["learned_model"] = model
+        cur.execute("UPDATE runs SET search = ? WHERE run_id = ?", [json.dumps(search), run_id])
 
 
 def _json_path(key: str) -> str:
