@@ -243,11 +243,13 @@ def review_order(store: Store, run_id: int | None = None, limit: int = 50,
     return queue_columns(rows)
 
 
-def query_hard_rows(store: Store, run_id: int, query_id: str) -> pd.DataFrame:
-    """One query's undecided hard-set rows in queue order, as ``review_order`` gives them."""
+def query_hard_rows(store: Store, run_id: int, query_id: str,
+                    reason_kind: str | None = None) -> pd.DataFrame:
+    """One query's undecided hard-set rows in queue order, as ``review_order`` gives them
+    (with a reason of ``reason_kind`` only, when given)."""
     run = store.get_run(run_id)
     return queue_columns(store.query_hard_rows(run.run_id, run.dataset_id, run.num_negatives,
-                                                query_id))
+                                                query_id, reason_kind))
 
 
 def queue_columns(rows: pd.DataFrame) -> pd.DataFrame:

@@ -5,8 +5,10 @@ this session's own decisions: a decision on query q changes only the queue rows 
 which of its rows an export takes) and of the queries with q's text (decisions are keyed by the
 texts' content hashes); the others keep their places. A hard negative leaves q's hard set as it
 is; a false negative or unsure brings q's next candidate in, taken from the few read with the head
-(``REACH`` per query) or, once those are used up, from a read of q's rows. What a card shows beyond
-the order (reasons, would_export: a read per query) is read when a row is about to be shown.
+(``REACH`` per query) or, once those are used up, from a read of q's rows. A queue narrowed to a
+reason kind reads q's rows of that kind again instead (the candidates in reach are not narrowed).
+What a card shows beyond the order (reasons, would_export: a read per query) is read when a row is
+about to be shown.
 
 The cache holds while nothing else changed the decisions or the run's suspicion scores: its
 version (``Store.review_version``) is checked on every use, and any other decision, an undo
@@ -22,13 +24,12 @@ import pandas as pd
 
 from core.annotation import Progress, progress_with
 from core.review import decide, query_hard_rows, queue_columns, with_details
-from core.review_filters import QueueHead, ReviewScope, queue_head
+from core.review_filters import (QUEUE_ASCENDING, QUEUE_ORDER, QueueHead, ReviewScope,
+                                 queue_head)
 from core.store import Store
 
 PREFETCH = 30  # rows read at once: one queue read per a few dozen decisions
 REACH = 4  # candidates read beyond each cached query's hard set (see QueueCache.reach)
-_ORDER = ["hard_set", "priority", "score", "query_id", "doc_id"]
-_ASCENDING = [False, False, False, True, True]
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,10 @@ class QueueCache:
 def cacheable(scope: ReviewScope) -> bool:
     """Whether the queue of ``scope`` is kept between decisions: read in SQL (see
     ``core.review_filters.queue_head``) and followed through this session's decisions. Unreviewed
-    pairs, at most one query, no other filter; a reason kind is read in SQL but not kept (its
-    rows are the queue's narrowed, which the per-query updates here do not narrow)."""
+    pairs, at most one query and at most one reason kind, no other filter."""
     f = scope.filters
     return (f.unreviewed_only and not f.decided_by and not f.reason and f.query_ids is None
-            and scope.pairs is None and not scope.reason_kind)
+            and scope.pairs is None)
 
 
 def _unskipped(scope: ReviewScope) -> ReviewScope:
@@ -89,8 +89,8 @@ def _read(store: Store, run_id: int, scope: ReviewScope, size: int) -> QueueCach
     """The queue's first ``size`` rows in order, skipped pairs in their places."""
     version = store.review_version(run_id)  # before the read: a decision meanwhile looks stale
     head = queue_head(store, run_id, scope, limit=size)
-    reach = None
-    if len(head.rows) and head.rows["hard_set"].astype(bool).all():
+    reach = None  # a reason kind's queue reads a query again (its reach is not narrowed)
+    if len(head.rows) and head.rows["hard_set"].astype(bool).all() and not scope.reason_kind:
         run = store.get_run(run_id)
         reach = store.hard_set_reach(run.run_id, run.dataset_id, run.num_negatives, REACH,
                                      list(head.rows["query_id"]))
@@ -136,7 +136,7 @@ def _detailed(store: Store, cache: QueueCache, head: QueueHead, skipped: frozens
 
 def _before_or_at(rows: pd.DataFrame, last: pd.Series) -> pd.Series:
     """Which rows come no later than ``last`` in queue order."""
-    key = [(not h, -p, -s, q, d) for h, p, s, q, d in zip(*[rows[c] for c in _ORDER])]
+    key = [(not h, -p, -s, q, d) for h, p, s, q, d in zip(*[rows[c] for c in QUEUE_ORDER])]
     end = (not last["hard_set"], -last["priority"], -last["score"], last["query_id"],
            last["doc_id"])
     return pd.Series([k <= end for k in key], index=rows.index, dtype=bool)
@@ -153,9 +153,10 @@ def _refreshed(store: Store, cache: QueueCache, queries: list[str]) -> pd.DataFr
     if rows.empty or not rows["hard_set"].astype(bool).all():
         return None
     keep = rows[~rows["query_id"].isin(queries)]
-    fresh = [query_hard_rows(store, cache.run_id, query_id) for query_id in queries]
+    fresh = [query_hard_rows(store, cache.run_id, query_id, cache.scope.reason_kind)
+             for query_id in queries]
     merged = pd.concat([p for p in [keep, *fresh] if not p.empty] or [keep], ignore_index=True)
-    merged = merged.sort_values(_ORDER, ascending=_ASCENDING, kind="stable")
+    merged = merged.sort_values(QUEUE_ORDER, ascending=QUEUE_ASCENDING, kind="stable")
     if not cache.complete:
         merged = merged[_before_or_at(merged, rows.iloc[-1])]
     return merged.reset_index(drop=True)
@@ -181,7 +182,7 @@ def _promoted(store: Store, cache: QueueCache, rows: pd.DataFrame,
                                                     "pos_score", "suspicion")}])
         joined = queue_columns(joined.assign(hard_set=True))
         merged = pd.concat([rows, joined], ignore_index=True).sort_values(
-            _ORDER, ascending=_ASCENDING, kind="stable")
+            QUEUE_ORDER, ascending=QUEUE_ASCENDING, kind="stable")
         if not cache.complete:
             merged = merged[_before_or_at(merged, cache.rows.iloc[-1])]
         rows = merged.reset_index(drop=True)
@@ -237,8 +238,10 @@ def record_decision(store: Store, run_id: int, query_id: str, doc_id: str, label
         rows, reach = _refreshed(store, queue, touched), _without(reach, touched)
     elif label != "hard_negative":  # the query's hard set takes its next candidate
         rows, reach = _promoted(store, queue, rows, query_id)
-    after = None if rows is None else replace(queue, version=version, rows=rows,
-                                              total=queue.total - decided, reach=reach)
+    # A reason kind's length: the decided pair had the kind, the other pairs of its texts may not.
+    exact = not (queue.scope.reason_kind and facts.pool_pairs > 1)
+    after = None if rows is None or not exact else replace(
+        queue, version=version, rows=rows, total=queue.total - decided, reach=reach)
     counted = None
     if (progress is not None and progress.run_id == run_id
             and progress.version == queue.version[:2]):

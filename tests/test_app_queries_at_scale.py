@@ -62,6 +62,35 @@ def test_queue_head_matches_the_scoped_queue(decided):  # noqa: F811
     assert _keys(queue_head(store, run.run_id, scope, limit=500).rows) == _keys(expected)
 
 
+def test_reviewed_pairs_read_only_the_decided_queries(decided, monkeypatch):  # noqa: F811
+    """Every pair, reviewed ones included (the page's "Unreviewed only" off): the undecided head
+    from SQL merged with the decided pairs of the queries holding them, never the whole pool
+    (about 11 s at a million); the rows, their columns and the length are the whole pool's."""
+    store, run = decided
+    full = scoped_queue(store, run.run_id, ReviewScope(QueueFilters(unreviewed_only=False)))
+    decided_keys = _keys(full[full["decision"].notna()])
+    assert len(decided_keys) == 6 and set(decided_keys) & set(_keys(full.head(9)))
+    skipped = frozenset([decided_keys[0], _keys(full[full["decision"].isna()])[0]])
+    scopes = [ReviewScope(QueueFilters(unreviewed_only=False)),
+              ReviewScope(QueueFilters(unreviewed_only=False), skipped=skipped)]
+    scopes += [ReviewScope(QueueFilters(unreviewed_only=False), reason_kind=kind)
+               for kind in store.reason_kinds(run.run_id)]
+    expected = [scoped_queue(store, run.run_id, scope) for scope in scopes]
+    reads = []
+    whole = store.run_candidates
+    monkeypatch.setattr(store, "run_candidates", lambda run_id, query_ids=None: (
+        reads.append(query_ids) or whole(run_id, query_ids)))
+    for scope, queue in zip(scopes, expected):
+        for limit in (1, 9, 40):
+            head = queue_head(store, run.run_id, scope, limit=limit)
+            assert _keys(head.rows) == _keys(queue.head(limit)), (scope, limit)
+            for column in ("would_export", "reasons", "hard_set", "decision", "decided_by"):
+                assert (head.rows[column].fillna("-").tolist()
+                        == queue.head(limit)[column].fillna("-").tolist()), (scope, column)
+            assert head.total == len(queue), scope
+    assert reads and all(q is not None and len(q) < len(set(full["query_id"])) for q in reads)
+
+
 def test_an_annotators_queue_reads_only_the_queries_they_decided(decided):  # noqa: F811
     """"Decided by" reads the queries with the annotator's decisions, not the whole pool, and
     gives the whole pool's answer."""

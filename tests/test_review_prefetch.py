@@ -134,6 +134,7 @@ def test_pairs_with_the_same_texts_leave_the_cache_together(store, tmp_path):
                                   pool.loc[twins, "doc_id"].iloc[0])
     assert facts.pool_pairs > 1
     _walk(store, run, ReviewScope(), 15)
+    _walk(store, run, ReviewScope(reason_kind=_common_kind(store, run)), 8)
 
 
 def test_new_suspicion_scores_make_a_fresh_read(decided):  # noqa: F811
@@ -165,3 +166,41 @@ def test_rejections_bring_each_querys_next_candidates_in(decided, monkeypatch): 
     one = scoped_queue(store, run.run_id, ReviewScope()).iloc[0]["query_id"]
     _walk(store, run, ReviewScope(QueueFilters(query_id=one)), 5, labels=("false_negative",))
     _walk(store, run, ReviewScope(), 10, labels=("false_negative", "unsure", "hard_negative"))
+
+
+def _common_kind(store, run) -> str:
+    """The reason kind of the most undecided hard-set rows (a queue long enough to walk)."""
+    queue = scoped_queue(store, run.run_id, ReviewScope())
+    counts = {k: int(scoped_queue(store, run.run_id, ReviewScope(reason_kind=k))["hard_set"].sum())
+              for k in store.reason_kinds(run.run_id)}
+    assert len(queue) and counts
+    return max(counts, key=counts.get)
+
+
+def test_a_reason_kinds_queue_is_kept_through_own_decisions(decided, monkeypatch):  # noqa: F811
+    """A queue narrowed to a reason kind is served from the cache too (it was read in SQL after
+    every decision: about 1 s a card at a million candidates); a decision reads only its
+    query's rows of that kind again."""
+    store, run = decided
+    kind = _common_kind(store, run)
+    reads = []
+    read = review_prefetch.queue_head
+    monkeypatch.setattr(review_prefetch, "queue_head",
+                        lambda *a, **k: reads.append(1) or read(*a, **k))
+    _walk(store, run, ReviewScope(reason_kind=kind), 12)
+    assert len(reads) <= 2
+    one = scoped_queue(store, run.run_id, ReviewScope(reason_kind=kind)).iloc[0]["query_id"]
+    _walk(store, run, ReviewScope(QueueFilters(query_id=one), reason_kind=kind), 4,
+          labels=("false_negative",))
+
+
+def test_query_hard_rows_of_a_reason_kind(decided):  # noqa: F811
+    store, run = decided
+    kind = _common_kind(store, run)
+    queue = scoped_queue(store, run.run_id, ReviewScope(reason_kind=kind))
+    assert 0 < len(queue) < len(scoped_queue(store, run.run_id, ReviewScope()))
+    for query_id in sorted(set(queue["query_id"]))[:8]:
+        rows = store.query_hard_rows(run.run_id, run.dataset_id, run.num_negatives, query_id,
+                                     kind)
+        expected = queue[queue["query_id"].eq(query_id) & queue["hard_set"]]
+        assert _keys(rows) == _keys(expected), query_id

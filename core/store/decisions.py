@@ -73,13 +73,15 @@ class DecisionsMixin:
         ).fetchall()
         return [Decision(*r) for r in rows]
 
-    def decided_query_ids(self, dataset_id: int, annotator: str) -> list[str]:
+    def decided_query_ids(self, dataset_id: int, annotator: str | None = None) -> list[str]:
         """The dataset's queries (ids, sorted) with a pair whose latest decision is
-        ``annotator``'s: where the Review page's "Decided by" filter can find rows."""
+        ``annotator``'s (anyone's when None): where the Review page's "Decided by" filter, or
+        its reviewed pairs, can find rows."""
         return [r[0] for r in self._cursor().execute(
             "SELECT DISTINCT q.query_id FROM latest_decisions l JOIN queries q "
-            "ON q.dataset_id = ? AND q.text_hash = l.query_hash WHERE l.annotator = ? "
-            "ORDER BY q.query_id", [dataset_id, annotator]).fetchall()]
+            "ON q.dataset_id = ? AND q.text_hash = l.query_hash "
+            "WHERE ? IS NULL OR l.annotator = ? ORDER BY q.query_id",
+            [dataset_id, annotator, annotator]).fetchall()]
 
     def decision_log(self) -> list[Decision]:
         """Return every decision ever recorded (retracted ones included), oldest first."""

@@ -196,22 +196,29 @@ class ReviewMixin:
                     WHERE c.run_id = $run AND {where}
                       AND (x.label IS NULL OR x.label = 'hard_negative'))"""
 
-    def query_hard_rows(self, run_id: int, dataset_id: int, k: int,
-                        query_id: str) -> pd.DataFrame:
+    def query_hard_rows(self, run_id: int, dataset_id: int, k: int, query_id: str,
+                        reason_kind: str | None = None) -> pd.DataFrame:
         """One query's undecided rows of the hard set (``review_next``'s first part, for one
         query): its k highest-scoring candidates not marked false negative or unsure, in queue
         order. One statement over the query's rows (its id skips other queries' row groups).
+        ``reason_kind``: only those with a reason of that kind (as ``review_next``).
 
         Columns: query_id, doc_id, rank, score, pos_score, suspicion, hard_set.
         """
         cur = self._cursor()
-        params = {"run": run_id, "k": k, "query_id": query_id}
+        params: dict[str, Any] = {"run": run_id, "k": k, "query_id": query_id}
+        kinded, only_kind = "", ""
+        if reason_kind is not None:
+            params["kind"] = reason_kind
+            kinded = ", kinded AS (" + self._KINDED + " AND s.query_id = $query_id)"
+            only_kind = (" AND EXISTS (SELECT 1 FROM kinded x WHERE x.qh = hash(rows.query_id)"
+                         " AND x.dh = hash(rows.doc_id))")
         with self._decided_pairs(cur, dataset_id):
             return cur.execute(
                 self._hard_places("", "c.qh = hash($query_id::VARCHAR) "
-                                  "AND c.query_id = $query_id") + """
+                                  "AND c.query_id = $query_id") + kinded + """
                 SELECT query_id, doc_id, rank, score, pos_score, suspicion, true AS hard_set
-                FROM rows WHERE place <= $k AND label IS NULL
+                FROM rows WHERE place <= $k AND label IS NULL""" + only_kind + """
                 ORDER BY coalesce(suspicion, score) DESC, score DESC, query_id, doc_id""",
                 params).df()
 
