@@ -173,11 +173,12 @@ def signal_matrix(pool: pd.DataFrame,
 
 def cold_suspicion(pool: pd.DataFrame, parsed: list[dict] | None = None) -> np.ndarray:
     """Each candidate's suspicion before any model: kept in its signals once learning replaced it,
-    else the run's stored (cold) suspicion."""
+    else the run's stored (cold) suspicion; both the float32 the store keeps."""
     if parsed is None:
         parsed = [json.loads(s) for s in pool["signals"]]
     stored = pool["suspicion"].astype(float).to_numpy()
-    return np.array([p.get(COLD_KEY, v) for p, v in zip(parsed, stored)], dtype=np.float64)
+    return np.array([p.get(COLD_KEY, v) for p, v in zip(parsed, stored)],
+                    dtype=np.float32).astype(np.float64)
 
 
 def query_effect(queries: np.ndarray, labels: np.ndarray, offset: np.ndarray,

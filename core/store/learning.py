@@ -46,7 +46,7 @@ class LearningMixin:
         return self._cursor().sql(
             """
             SELECT c.query_id, c.doc_id, l.label AS decision, s.suspicion,
-                   coalesce(TRY_CAST(json_extract(s.signals, $cold) AS DOUBLE), s.suspicion)
+                   coalesce(TRY_CAST(json_extract(s.signals, $cold) AS FLOAT), s.suspicion)::DOUBLE
                        AS cold,
                    list_transform(json_extract(s.signals, $paths)::VARCHAR[],
                                   lambda v: coalesce(TRY_CAST(v AS DOUBLE), 0.0)) AS x
@@ -75,8 +75,9 @@ class LearningMixin:
         (text, null where there is nothing to say). Each candidate's reasons become ``note: p =
         <suspicion>``, its reason columns' texts, then its stored reasons that do not start with
         one of ``learned_prefixes`` (a previous model's), ``max_reasons`` in all; its signals gain
-        ``cold_key`` (the cold suspicion, to 5 decimals) unless they hold it already. Candidates
-        absent from ``scores`` lose their suspicion, as with ``put_suspicion``. ``model``: what
+        ``cold_key`` (the cold suspicion as the float stored, in its shortest text) unless they
+        hold it already. Candidates absent from ``scores`` lose their suspicion, as with
+        ``put_suspicion``. ``model``: what
         the run keeps of the model, as ``RunInfo.search["learned_model"]`` (same transaction).
         """
         extra = ", ".join(f"n.{quote_identifier(c)}" for c in reason_columns)
@@ -93,7 +94,7 @@ class LearningMixin:
                            1, $keep))::VARCHAR AS reasons,
                        CASE WHEN json_exists(s.signals, $cold_path) THEN s.signals
                             ELSE json_merge_patch(s.signals,
-                                                  json_object($cold_key, round(n.cold, 5)))::VARCHAR
+                                                  json_object($cold_key, json(n.cold::FLOAT::VARCHAR)))::VARCHAR
                        END AS signals
                 FROM learned_scores n
                 JOIN suspicion s ON s.run_id = $run AND s.query_id = n.query_id
@@ -114,7 +115,7 @@ class LearningMixin:
     def restore_cold_suspicion(self, run_id: int, learned_prefixes: Sequence[str],
                                cold_key: str) -> int:
         """Put back the suspicion a learned model replaced: each candidate's ``cold_key`` signal
-        becomes its suspicion again (to 5 decimals), its reasons lose those starting with one of
+        becomes its suspicion again (the very float it was), its reasons lose those starting with one of
         ``learned_prefixes``, its scorer is 'cold' again and the run forgets its model
         (``search["learned_model"]``). Returns how many candidates were restored (0: the run's
         suspicion is not a learned one)."""
