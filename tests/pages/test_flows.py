@@ -331,6 +331,7 @@ def test_review_filters_the_queue_by_a_reason_kind(data_dir):
     """Review's Reason filter narrows the queue to candidates with a reason of that kind, in the
     queue's order (answered in SQL, as the whole pool read would), and a decision moves on within
     it."""
+    from core.review import QueueFilters
     from core.review_filters import ReviewScope, _kinds, scoped_queue
 
     workspace = data_dir / "workspaces" / "reasons.duckdb"
@@ -357,6 +358,28 @@ def test_review_filters_the_queue_by_a_reason_kind(data_dir):
     first = (expected["query_id"].iloc[0], expected["doc_id"].iloc[0])
     assert decided == {first: "hard_negative"}
     assert f"{len(expected) - 1:,} in the queue" in [c.value for c in at.caption]
+    # the next decisions stay within the kind's queue (now served from the page's cache)
+    for label in ("false_negative", "unsure"):
+        fresh = scoped_queue(store, run_id, ReviewScope(reason_kind=kind))
+        at.button(key=f"review_{label}").click().run()
+        assert not at.exception
+        decided = {(d.query_id, d.doc_id): d.label for d in store.latest_decisions()}
+        assert decided[(fresh["query_id"].iloc[0], fresh["doc_id"].iloc[0])] == label
+    fresh = scoped_queue(store, run_id, ReviewScope(reason_kind=kind))
+    assert f"{len(fresh):,} in the queue" in [c.value for c in at.caption]
+    shown = _frame(at, "would_export")
+    assert list(zip(shown["query_id"], shown["doc_id"])) == list(
+        zip(fresh["query_id"], fresh["doc_id"]))[:len(shown)]
+    # reviewed pairs too: the three decided ones come back, with their decisions
+    at.toggle(key="review_unreviewed").set_value(False).run()
+    assert not at.exception and not _messages(at)
+    every = scoped_queue(store, run_id, ReviewScope(QueueFilters(unreviewed_only=False),
+                                                    reason_kind=kind))
+    assert f"{len(every):,} in the queue" in [c.value for c in at.caption]
+    assert len(every) == len(fresh) + 3
+    shown = _frame(at, "would_export")
+    assert list(zip(shown["query_id"], shown["doc_id"])) == list(
+        zip(every["query_id"], every["doc_id"]))[:len(shown)]
 
 
 def test_review_imports_a_judged_queue_file(data_dir):
