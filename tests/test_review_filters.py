@@ -35,7 +35,7 @@ def test_scope_pairs_and_skips_keep_core_order(store, tmp_path):
     assert list(queue_table(full, 3).columns)[:2] == ["query_id", "doc_id"]
 
 
-def test_reason_kinds_filter_scored_runs(store, tmp_path):
+def test_reason_kinds_filter_scored_runs(store, tmp_path, monkeypatch):
     mined = synthetic_workspace(store, tmp_path / "tiny")
     assert queue_reason_kinds(store, mined.run_id) == []
     pool = mined.candidates[["query_id", "doc_id"]].copy()
@@ -49,6 +49,13 @@ def test_reason_kinds_filter_scored_runs(store, tmp_path):
     scope = ReviewScope(QueueFilters(unreviewed_only=False),
                         reason_kind="near-duplicate of the positive")
     assert len(scoped_queue(store, mined.run_id, scope)) == 2
+    # read once per scoring (the page asks on every render), again when the run is re-scored
+    monkeypatch.setattr(type(store), "_REASON_KIND", "error('read again')")
+    assert queue_reason_kinds(store, mined.run_id) == ["near-duplicate of the positive", "scores"]
+    monkeypatch.undo()
+    pool["reasons"] = json.dumps(["matches the query's words"])
+    store.put_suspicion(mined.run_id, pd.DataFrame(pool), "test")  # as many rows as before
+    assert queue_reason_kinds(store, mined.run_id) == ["matches the query's words"]
 
 
 def test_pairs_and_query_filters_read_only_their_queries_and_keep_the_order(store, tmp_path):

@@ -54,6 +54,9 @@ def _remember(key: tuple, value: Any) -> None:
 _twin_documents_cache: dict[tuple, frozenset[str]] = {}
 # (workspace, run, dataset) -> (pool pairs, selected pairs) of finished runs, whose pools are fixed.
 _pool_counts_cache: dict[tuple, tuple[int, int]] = {}
+# (workspace, run) -> ((suspicion rows, last scored), the kinds of its reasons): read again only
+# when the run is scored again.
+_reason_kinds_cache: dict[tuple, tuple[tuple, list[str]]] = {}
 # Runs this process is mining, per workspace: never mistaken for interrupted ones. Kept across
 # close() so a reopened workspace does not fail a run that is still going.
 _live_runs: dict[str, set[int]] = {}

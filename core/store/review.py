@@ -16,7 +16,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from core.store.connection import _pool_counts_cache, _twin_documents_cache
+from core.store.connection import _pool_counts_cache, _reason_kinds_cache, _twin_documents_cache
 from core.store.records import PairPoolFacts
 
 
@@ -366,12 +366,23 @@ class ReviewMixin:
 
     def reason_kinds(self, run_id: int) -> list[str]:
         """The distinct kinds of a run's suspicion reasons: each reason's words before any quote,
-        number or parenthesis (``core.review_filters.reason_kind``, here in SQL), sorted."""
-        return [r[0] for r in self._cursor().execute(
+        number or parenthesis (``core.review_filters.reason_kind``, here in SQL), sorted.
+
+        Read once per scoring of the run in this process (the Review page asks on every render;
+        reading a million candidates' reasons takes about 0.5 s)."""
+        cur = self._cursor()
+        version = tuple(cur.execute("SELECT count(*), max(scored_at)::VARCHAR FROM suspicion "
+                                    "WHERE run_id = ?", [run_id]).fetchone())
+        cached = _reason_kinds_cache.get((self._key, run_id))
+        if cached is not None and cached[0] == version:
+            return list(cached[1])
+        kinds = [r[0] for r in cur.execute(
             "SELECT DISTINCT " + self._REASON_KIND.format("reason") + """ AS kind
             FROM (SELECT unnest(from_json(reasons, '["VARCHAR"]')) AS reason FROM suspicion
                   WHERE run_id = ? AND reasons IS NOT NULL AND reasons <> '[]')
             WHERE kind <> '' ORDER BY kind""", [run_id]).fetchall()]
+        _reason_kinds_cache[(self._key, run_id)] = (version, kinds)
+        return list(kinds)
 
     def pool_pair_counts(self, run_id: int, dataset_id: int) -> tuple[int, int]:
         """(pairs, selected pairs) of a run's pool, counted by the texts' content hashes (as
