@@ -59,29 +59,20 @@ def main() -> None:
     run = store.get_run()
     kinds = ([k for k in args.kinds.split(",") if k] if args.kinds is not None
              else store.reason_kinds(run.run_id))  # --kinds "": none
+    candidates = store.count_candidates(run.run_id)
     for kind in kinds:
         scope = ReviewScope(reason_kind=kind)
-        sql_s, head = timed_median(lambda: queue_head(store, run.run_id, scope, 50),
-                                   args.repeats)
-        whole_s, whole = timed_median(lambda: scoped_queue(store, run.run_id, scope),
-                                      args.repeats)
-        same = (list(zip(head.rows["query_id"], head.rows["doc_id"]))
-                == list(zip(whole["query_id"], whole["doc_id"]))[:50]
-                and head.total == len(whole))
-        report({"bench": "reason-filter", "candidates": store.count_candidates(run.run_id),
-                "kind": kind, "queue": head.total, "sql_head_s": round(sql_s, 3),
+        sql_s, head, whole_s, _, same = _side_by_side(
+            store, run.run_id, scope, lambda: scoped_queue(store, run.run_id, scope), args.repeats)
+        report({"bench": "reason-filter", "candidates": candidates, "kind": kind,
+                "queue": head.total, "sql_head_s": round(sql_s, 3),
                 "whole_pool_s": round(whole_s, 3), "speedup": round(whole_s / sql_s, 1),
                 "same_rows": same, "load_1min": round(os.getloadavg()[0], 2)}, args.json)
     if args.reviewed:
         scope = ReviewScope(QueueFilters(unreviewed_only=False))
-        head_s, head = timed_median(lambda: queue_head(store, run.run_id, scope, 50),
-                                    args.repeats)
-        whole_s, whole = timed_median(lambda: scoped_queue(store, run.run_id, scope),
-                                      args.repeats)
-        same = (list(zip(head.rows["query_id"], head.rows["doc_id"]))
-                == list(zip(whole["query_id"], whole["doc_id"]))[:50]
-                and head.total == len(whole))
-        report({"bench": "reviewed-pairs", "candidates": store.count_candidates(run.run_id),
+        head_s, head, whole_s, whole, same = _side_by_side(
+            store, run.run_id, scope, lambda: scoped_queue(store, run.run_id, scope), args.repeats)
+        report({"bench": "reviewed-pairs", "candidates": candidates,
                 "decided": int(whole["decision"].notna().sum()), "queue": head.total,
                 "decided_queries_head_s": round(head_s, 3), "whole_pool_s": round(whole_s, 3),
                 "speedup": round(whole_s / head_s, 1), "same_rows": same,
@@ -93,24 +84,29 @@ def main() -> None:
             for kind in kinds:
                 report(_walk(Store(copy), kind, args.decisions), args.json)
     if args.annotator:
-        scope = ReviewScope(QueueFilters(decided_by=args.annotator))
-        head_s, head = timed_median(lambda: queue_head(store, run.run_id, scope, 50),
-                                    args.repeats)
-
         def whole_pool():
             queue = review_queue(store, run.run_id, QueueFilters(unreviewed_only=False))
             return queue[queue["decided_by"] == args.annotator]
 
-        whole_s, whole = timed_median(whole_pool, args.repeats)
-        same = (list(zip(head.rows["query_id"], head.rows["doc_id"]))
-                == list(zip(whole["query_id"], whole["doc_id"]))[:50]
-                and head.total == len(whole))
-        report({"bench": "decided-by-filter", "candidates": store.count_candidates(run.run_id),
+        head_s, head, whole_s, _, same = _side_by_side(
+            store, run.run_id, ReviewScope(QueueFilters(decided_by=args.annotator)), whole_pool,
+            args.repeats)
+        report({"bench": "decided-by-filter", "candidates": candidates,
                 "annotator": args.annotator, "queue": head.total,
                 "decided_queries_head_s": round(head_s, 3), "whole_pool_s": round(whole_s, 3),
                 "speedup": round(whole_s / head_s, 1), "same_rows": same,
                 "load_1min": round(os.getloadavg()[0], 2)}, args.json)
 
+
+def _side_by_side(store: Store, run_id: int, scope: ReviewScope, whole_pool,
+                  repeats: int) -> tuple:
+    """(seconds, head) of ``queue_head`` for ``scope``, (seconds, queue) of ``whole_pool()`` (the
+    same queue from the whole pool), and whether both give the same first 50 rows and length."""
+    head_s, head = timed_median(lambda: queue_head(store, run_id, scope, 50), repeats)
+    whole_s, whole = timed_median(whole_pool, repeats)
+    same = (list(zip(head.rows["query_id"], head.rows["doc_id"]))
+            == list(zip(whole["query_id"], whole["doc_id"]))[:50] and head.total == len(whole))
+    return head_s, head, whole_s, whole, same
 
 def _walk(store: Store, kind: str, decisions: int) -> dict:
     """Per decision down ``kind``'s queue, the time from the decision to the next card: first
