@@ -12,8 +12,8 @@ decision and the next card: the queue cache kept through the page's own decision
 (``record_decision``, ``cached_head``) against the decision alone and a fresh SQL read of the
 head (how the page served a reason kind before session 10); every card must be the fresh
 queue's. With ``--reviewed``, also times the queue of every pair, reviewed ones included
-(``queue_head``: the decided pairs read from their queries) against the whole pool read. Needs a scored run, e.g. the workspace
-bench/scale.py builds:
+(``queue_head``: the decided pairs read from their queries) against the whole pool read. Needs
+a scored run, e.g. the workspace bench/scale.py builds:
 
     .venv/bin/python bench/review_filters_at_size.py --workspace data/workspaces/bench/scale-1m.duckdb
 """

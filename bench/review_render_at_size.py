@@ -7,7 +7,8 @@ browser runs it, without a browser), then clicks the decision buttons ``--decisi
 calls that took longest (each public Store method timed by a wrapper). The workspace is copied
 first (decisions are written); it must be a scored run, e.g. bench/scale.py's.
 
-    .venv/bin/python bench/review_render_at_size.py --workspace data/workspaces/bench/scale-1m.duckdb
+    .venv/bin/python bench/review_render_at_size.py \
+        --workspace data/workspaces/bench/scale-1m.duckdb
 """
 
 from __future__ import annotations

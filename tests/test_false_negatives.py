@@ -453,8 +453,8 @@ def test_learning_from_decisions(topical_ws, tmp_path):
 
 def test_forgetting_a_learned_model_puts_the_cold_suspicion_back(topical_ws, tmp_path, capsys):
     """`learn --forget` (and the Review page's button): the cold scores, reasons and scorer come
-    back (the very scores: the signals keep them as stored), the run forgets its model, the decisions
-    stay; forgetting a cold run changes nothing."""
+    back (the very scores: the signals keep them as stored), the run forgets its model, the
+    decisions stay; forgetting a cold run changes nothing."""
     from core.cli import main
 
     path, run_id = topical_ws

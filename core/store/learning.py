@@ -77,8 +77,8 @@ class LearningMixin:
         one of ``learned_prefixes`` (a previous model's), ``max_reasons`` in all; its signals gain
         ``cold_key`` (the cold suspicion as the float stored, in its shortest text) unless they
         hold it already. Candidates absent from ``scores`` lose their suspicion, as with
-        ``put_suspicion``. ``model``: what
-        the run keeps of the model, as ``RunInfo.search["learned_model"]`` (same transaction).
+        ``put_suspicion``. ``model``: what the run keeps of the model, as
+        ``RunInfo.search["learned_model"]`` (same transaction).
         """
         extra = ", ".join(f"n.{quote_identifier(c)}" for c in reason_columns)
         kept = self._COLD_REASONS.format("s.reasons")
@@ -93,8 +93,8 @@ class LearningMixin:
                            {kept}),
                            1, $keep))::VARCHAR AS reasons,
                        CASE WHEN json_exists(s.signals, $cold_path) THEN s.signals
-                            ELSE json_merge_patch(s.signals,
-                                                  json_object($cold_key, json(n.cold::FLOAT::VARCHAR)))::VARCHAR
+                            ELSE json_merge_patch(s.signals, json_object(
+                                $cold_key, json(n.cold::FLOAT::VARCHAR)))::VARCHAR
                        END AS signals
                 FROM learned_scores n
                 JOIN suspicion s ON s.run_id = $run AND s.query_id = n.query_id
@@ -115,8 +115,8 @@ class LearningMixin:
     def restore_cold_suspicion(self, run_id: int, learned_prefixes: Sequence[str],
                                cold_key: str) -> int:
         """Put back the suspicion a learned model replaced: each candidate's ``cold_key`` signal
-        becomes its suspicion again (the very float it was), its reasons lose those starting with one of
-        ``learned_prefixes``, its scorer is 'cold' again and the run forgets its model
+        becomes its suspicion again (the very float it was), its reasons lose those starting with
+        one of ``learned_prefixes``, its scorer is 'cold' again and the run forgets its model
         (``search["learned_model"]``). Returns how many candidates were restored (0: the run's
         suspicion is not a learned one)."""
         with self._transaction() as cur:
