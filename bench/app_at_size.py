@@ -14,7 +14,7 @@ decision round trip, measured in headless chromium.
      (the page's widgets start over; its caches are warm);
    - selection: a box dragged over the middle of the map -> the selection table shown;
    - review round trip: a shortcut key (H, F, U in turn) -> the next card shown, median over
-     ``--decisions`` decisions.
+     ``--decisions`` decisions (``--reason-kind``: on the queue the Reason filter narrows).
    Each time ends when the app stops running (no status widget, no stale element), checked
    every 50 ms.
 Times go with the 1-minute load average (the machine is shared).
@@ -195,11 +195,17 @@ def measure_map(page, points: int, result: dict) -> None:
     result["load_at_map_selection"] = os.getloadavg()[0]
 
 
-def measure_review(page, decisions: int, result: dict) -> None:
-    """Median click -> next card over ``decisions`` keyboard decisions."""
+def measure_review(page, decisions: int, result: dict, reason_kind: str | None = None) -> None:
+    """Median click -> next card over ``decisions`` keyboard decisions (on the queue narrowed to
+    ``reason_kind`` when given, chosen in the page's Reason filter)."""
     _goto(page, "Review")
     page.locator(".st-key-review_hard_negative button").wait_for(timeout=STEP_MS)
     idle_at(page)
+    if reason_kind:
+        page.locator(".st-key-review_reason").click()
+        page.get_by_role("option", name=reason_kind, exact=True).click()
+        idle_at(page)
+        result["reason_kind"] = reason_kind
     times = []
     for i in range(decisions):
         letter, word = (("h", "hard negative"), ("f", "false negative"), ("u", "unsure"))[i % 3]
@@ -223,6 +229,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--only", choices=("map", "review"),
                         help="measure only the Map page or only the review round trip")
+    parser.add_argument("--reason-kind", help="decide on the queue narrowed to this reason kind")
     args = parser.parse_args()
     result = {"points": args.points, "load_average_start": os.getloadavg()[0]}
     if args.only:
@@ -251,7 +258,7 @@ def main() -> None:
                     print(json.dumps(result), flush=True)
                     page.screenshot(path=str(args.shots / "app-at-size-map.png"))
                 if args.only != "map":
-                    measure_review(page, args.decisions, result)
+                    measure_review(page, args.decisions, result, args.reason_kind)
                     page.screenshot(path=str(args.shots / "app-at-size-review.png"))
             except Exception:
                 args.shots.mkdir(exist_ok=True)

@@ -1,11 +1,13 @@
-"""The Review page's render after a decision on a large run, and the workspace reads it spends
-its time in (bench/RESULTS.md, "Session 10").
+"""The Review page's full render on a large run, and the workspace reads it spends its time in
+(bench/RESULTS.md, "Session 10").
 
-Opens the app's Review page on ``--workspace`` with Streamlit's AppTest (the page's script as the
-browser runs it, without a browser), then clicks the decision buttons ``--decisions`` times
-(hard, false, unsure in turn) and reports, per decision, the whole render's time and the Store
-calls that took longest (each public Store method timed by a wrapper). The workspace is copied
-first (decisions are written); it must be a scored run, e.g. bench/scale.py's.
+Opens the app's Review page on ``--workspace`` with Streamlit's AppTest, which reruns the page's
+whole script on every click (in the browser a decision reruns only the card's fragment; a filter
+change, a visit or the Learn button rerun the whole page), then clicks the decision buttons
+``--decisions`` times (hard, false, unsure in turn) and reports, per decision, the whole render's
+time and the Store calls that took longest (each public Store method timed by a wrapper). The
+workspace is copied first (decisions are written); it must be a scored run, e.g.
+bench/scale.py's.
 
     .venv/bin/python bench/review_render_at_size.py \
         --workspace data/workspaces/bench/scale-1m.duckdb
