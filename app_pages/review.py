@@ -147,7 +147,8 @@ def _progress() -> None:
     overall = int(table.loc["overall", "decided"])
     cols = st.columns(3)
     cols[0].metric("You decided", f"{mine:,}")
-    cols[1].metric("Everyone", f"{overall:,} / {progress.pool_pairs:,} pool pairs")
+    cols[1].metric("Everyone, of the pool's pairs", f"{overall:,} / {progress.pool_pairs:,}",
+                   help="decided pairs (by anyone) of all the run's candidate pairs")
     cols[2].metric("Selected negatives reviewed",
                    f"{int(table.loc['overall', 'of selected']):,} / {progress.selected_pairs:,}")
     st.progress(min(1.0, overall / progress.pool_pairs) if progress.pool_pairs else 0.0)

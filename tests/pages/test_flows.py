@@ -412,6 +412,8 @@ def test_review_imports_a_judged_queue_file(data_dir):
                   for d in store.latest_decisions()) == sorted(
         (x["query_id"], x["doc_id"], x["label"], "erin") for x in lines[:2])
     assert _metric(at, "You decided") == "2"
+    pairs = store.pool_pair_counts(run_id, store.get_run(run_id).dataset_id)[0]
+    assert _metric(at, "Everyone, of the pool's pairs") == f"2 / {pairs:,}"
 
 
 def test_review_relearns_every_fifty_decisions_unless_turned_off(data_dir):
