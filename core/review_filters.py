@@ -148,8 +148,23 @@ def queue_reason_kinds(store: Store, run_id: int) -> list[str]:
 
 
 def queue_table(queue: pd.DataFrame, limit: int = 200) -> pd.DataFrame:
-    """The queue's first rows, the columns a reviewer scans (texts stay on the card)."""
+    """The queue's first rows, the columns a reviewer scans (texts stay on the card); reasons
+    as one readable line ("; " between them), not their stored JSON."""
     columns = [c for c in ("query_id", "doc_id", "rank", "score", "pos_score", "margin",
                            "suspicion", "reasons", "would_export", "decision", "decided_by")
                if c in queue.columns]
-    return queue[columns].head(limit)
+    table = queue[columns].head(limit)
+    if "reasons" in table.columns:
+        table = table.assign(reasons=table["reasons"].map(_reasons_line))
+    return table
+
+
+def _reasons_line(value: object) -> str | None:
+    """Stored reasons (a JSON list) as one line; None for none."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return value
+    return "; ".join(str(r) for r in parsed) if isinstance(parsed, list) else value

@@ -33,6 +33,10 @@ def test_scope_pairs_and_skips_keep_core_order(store, tmp_path):
     only_q2 = scoped_queue(store, mined.run_id, ReviewScope(QueueFilters(query_id="q2")))
     assert set(only_q2["query_id"]) == {"q2"}
     assert list(queue_table(full, 3).columns)[:2] == ["query_id", "doc_id"]
+    table = queue_table(full.assign(reasons=[json.dumps(["scores 0.9 x the positive", "b"])]
+                                    + [None] * (len(full) - 1)), 3)
+    assert table["reasons"].iloc[0] == "scores 0.9 x the positive; b"
+    assert pd.isna(table["reasons"].iloc[1])
 
 
 def test_reason_kinds_filter_scored_runs(store, tmp_path, monkeypatch):
