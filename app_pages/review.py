@@ -12,8 +12,9 @@ from core.audit import audit_report
 from core.clusters import default_cluster_count
 from core.decisions import import_decisions, import_summary
 from core.errors import WorkbenchError
+from core import relearning
 from core.false_negatives.learning import (
-    MIN_PER_LABEL, RELEARN_EVERY, forget_learning, learn_from_decisions, relearn_if_due,
+    MIN_PER_LABEL, RELEARN_EVERY, forget_learning, learn_from_decisions,
 )
 from core.false_negatives.suspicion import weights_rows
 from core.highlight import shared_terms, text_block
@@ -28,9 +29,9 @@ ACTIONS = (("Hard negative", "hard_negative", "H", "primary"),
            ("False negative", "false_negative", "F", "secondary"),
            ("Unsure", "unsure", "U", "secondary"))
 ANY = "(any)"
-# Pools up to this size re-learn after a decision every RELEARN_EVERY decisions (1.5 s at 100,000
-# pairs here); larger ones only on the button (about 10 s a million pairs; bench/learn_at_size.py).
-AUTO_RELEARN_MAX_PAIRS = 100_000
+# Pools up to this size re-learn every RELEARN_EVERY decisions, in the background (core.relearning:
+# about 10 s at a million pairs, bench/learn_at_size.py); larger ones only on the button.
+AUTO_RELEARN_MAX_PAIRS = 1_000_000
 
 st.title("Review")
 store = common.store()
@@ -103,11 +104,8 @@ def _decide(query_id: str, doc_id: str, label: str) -> None:
         st.session_state["review_queue_cache"] = recorded.queue
         st.session_state["review_progress"] = recorded.progress
         text = f"{query_id} / {doc_id}: {label.replace('_', ' ')}"
-        learned = relearn_if_due(store, run.run_id) if _relearns() else None
-        if learned is not None:  # the queue now follows the new suspicion
-            st.session_state["review_queue_cache"] = None
-            used = learned.false_negatives + learned.hard_negatives
-            text += f"; suspicion re-learned from {used} decisions"
+        if _relearns() and relearning.relearn_in_background(store, run.run_id) is not None:
+            text += "; re-learning the suspicion from the decisions meanwhile"
         st.session_state["review_message"] = ("success", text)
     except WorkbenchError as err:
         st.session_state["review_message"] = ("error", str(err))
@@ -221,6 +219,27 @@ def _audit_progress(audit_id: int | None) -> None:
     st.caption(f"Audit {audit_id}: {done:,} of {report.audit.size:,} decided; {estimate}.")
 
 
+def _relearned() -> None:
+    """Say once per session when a background re-learning of the run has finished (the queue
+    below already follows it: the new scoring made the queue cache read it again)."""
+    job = relearning.last_job(store, run.run_id)
+    done = job is not None and not job.running
+    # The last one said, per run; one finished before this session first looked is no news.
+    key = f"review_relearn_seen_{run.run_id}"
+    if key not in st.session_state:
+        st.session_state[key] = job.number if done else 0
+    if not done or st.session_state[key] == job.number:
+        return
+    st.session_state[key] = job.number
+    if job.error:
+        common.error(job.error)
+    elif job.report is not None:
+        used = job.report.false_negatives + job.report.hard_negatives
+        st.success(f"Suspicion re-learned from {used:,} decisions (cross-validated ROC-AUC "
+                   f"{job.report.cv_auc:.2f}); the queue follows it.",
+                   icon=":material/model_training:")
+
+
 @st.fragment
 def review_card_fragment(scope: ReviewScope) -> None:
     """The card: a decision reruns only this fragment."""
@@ -228,6 +247,7 @@ def review_card_fragment(scope: ReviewScope) -> None:
     if message:
         kind, text = message
         {"success": st.success, "error": st.error, "info": st.info}[kind](common.literal(text))
+    _relearned()
     _progress()
     if scope.in_given_order:
         _audit_progress(st.session_state.get("review_focus_audit"))
@@ -300,10 +320,11 @@ def _learn() -> None:
                    "apply only when cross-validation on the decisions beats chance.")
         st.toggle(f"Re-learn every {RELEARN_EVERY} decisions as you review", value=True,
                   key="review_relearn",
-                  help=f"on runs of up to {AUTO_RELEARN_MAX_PAIRS:,} pool pairs (re-scoring a "
-                       "larger one takes about 10 seconds a million pairs: use the button)")
+                  help=f"in the background, on runs of up to {AUTO_RELEARN_MAX_PAIRS:,} pool pairs "
+                       "(about 10 seconds a million pairs; larger runs: use the button)")
         st.caption(f"{since:,} decisions since the suspicion was last scored.")
         if st.button("Learn and re-score", key="review_learn", icon=":material/model_training:"):
+            relearning.wait(store, run.run_id)  # a background re-learning finishes first
             try:
                 st.session_state["review_learned"] = (
                     run.run_id, learn_from_decisions(store, run.run_id).text())
@@ -316,6 +337,7 @@ def _learn() -> None:
                 help="forget the learned model and put the suspicion from before any decision "
                      "back; the decisions stay (with re-learning on, the next "
                      f"{RELEARN_EVERY} decisions learn again)"):
+            relearning.wait(store, run.run_id)  # or it would write its model after this
             restored = forget_learning(store, run.run_id)
             st.session_state["review_learned"] = (
                 run.run_id, f"run {run.run_id}: the cold suspicion is back on {restored:,} "

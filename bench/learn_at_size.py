@@ -6,7 +6,9 @@ per code tree, gives the copy ``--per-label`` seeded random decisions of each la
 candidates when it has fewer, and then times ``learn_from_decisions`` ``--repeats`` times in
 each tree, alternating, each in a fresh process (wall time and the process's peak RSS). Learning
 again on the same copy costs what learning the first time does: the model is anchored on the
-cold suspicion kept in the signals.
+cold suspicion kept in the signals. Also times the scores' write, the part that holds the
+workspace's write lock (a decision recorded meanwhile waits for it when the Review page
+re-learns in the background).
 
     .venv/bin/python bench/learn_at_size.py --workspace data/workspaces/bench/scale-1m.duckdb \
         --baseline 42b301f --json bench/learn-at-size.jsonl
@@ -38,11 +40,25 @@ def time_once(workspace: Path) -> dict:
     from core.false_negatives.learning import learn_from_decisions
     from core.store import Store
 
+    # The write of the scores holds the workspace's write lock: what a decision recorded while a
+    # background re-learning runs (core.relearning) may wait for.
+    writes = []
+    write = Store.put_learned_suspicion
+
+    def timed_write(self, *args, **kwargs):
+        begin = time.perf_counter()
+        try:
+            return write(self, *args, **kwargs)
+        finally:
+            writes.append(time.perf_counter() - begin)
+
+    Store.put_learned_suspicion = timed_write
     with Store(workspace) as store:
         start = time.perf_counter()
         report = learn_from_decisions(store)
         seconds = time.perf_counter() - start
-    return {"seconds": round(seconds, 2), "rescored": report.rescored,
+    return {"seconds": round(seconds, 2), "write_s": round(sum(writes), 2),
+            "rescored": report.rescored,
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)}
 
 
@@ -119,9 +135,11 @@ def main() -> None:
            "rescored": times["current"][0]["rescored"]}
     for name, runs in times.items():
         row[f"{name}_s"] = statistics.median(r["seconds"] for r in runs)
+        row[f"{name}_write_s"] = statistics.median(r["write_s"] for r in runs)
         row[f"{name}_peak_rss_gb"] = max(r["peak_rss_gb"] for r in runs)
         print(f"{name:>9}: median {row[f'{name}_s']:.1f} s of "
-              f"{[r['seconds'] for r in runs]}, peak RSS {row[f'{name}_peak_rss_gb']:.2f} GB")
+              f"{[r['seconds'] for r in runs]} (writing the scores {row[f'{name}_write_s']:.1f} "
+              f"s), peak RSS {row[f'{name}_peak_rss_gb']:.2f} GB")
     if args.baseline:
         row["ratio"] = round(row["baseline_s"] / row["current_s"], 2)
         print(f"learning now takes {row['current_s'] / row['baseline_s']:.2f}x the time it "

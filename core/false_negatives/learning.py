@@ -17,6 +17,7 @@ from core.false_negatives.learned_reasons import (
     query_reasons, surprising_queries,
 )
 from core.store import Store
+from core.store.records import utc_now
 
 MIN_PER_LABEL = 20
 # Decisions between automatic re-learning while reviewing (the Review page, the bench's review
@@ -323,6 +324,7 @@ def learn_from_decisions(store: Store, run_id: int | None = None,
     """
     run = store.get_run(run_id)
     names = feature_names(store.signal_keys(run.run_id))
+    read_at = utc_now()  # decisions recorded from here on count towards the next learning
     pool = store.scored_pool(run.run_id, names, COLD_KEY)
     labels = pool.column("decision").to_pandas().map({"false_negative": 1, "hard_negative": 0})
     n_fn = int((labels == 1).sum())
@@ -354,7 +356,7 @@ def learn_from_decisions(store: Store, run_id: int | None = None,
         "correction_reason": correction_reasons(scores.correction, scores.top_correction, names,
                                                 undecided),
     }), note, LEARNED_PREFIXES, ["query_reason", "correction_reason"], COLD_KEY, MAX_REASONS,
-        model=report.summary())
+        model=report.summary(), as_of=read_at)
     return report
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from core.errors import WorkbenchError
-from core.store.records import AuditInfo, _now
+from core.store.records import AuditInfo, utc_now
 
 
 class AuditsMixin:
@@ -36,7 +36,7 @@ class AuditsMixin:
                 cur.execute(
                     "INSERT INTO audits VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [audit_id, run.run_id, num_negatives, seed, len(frame), exported,
-                     exported_queries, created_by, _now(), max_false_negatives])
+                     exported_queries, created_by, utc_now(), max_false_negatives])
                 inserted = cur.execute(
                     """
                     INSERT INTO audit_pairs

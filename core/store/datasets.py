@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from core.errors import WorkbenchError
 from core.store.connection import _dataset_facts, _remember
-from core.store.records import DatasetContent, DatasetInfo, _now, quote_identifier
+from core.store.records import DatasetContent, DatasetInfo, quote_identifier, utc_now
 
 
 class DatasetsMixin:
@@ -33,7 +33,7 @@ class DatasetsMixin:
             dataset_id = cur.execute("SELECT nextval('dataset_seq')").fetchone()[0]
             cur.execute(
                 "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, true, ?)",
-                [dataset_id, content.name, content.format, content.source, content.split, _now()],
+                [dataset_id, content.name, content.format, content.source, content.split, utc_now()],
             )
             tables = (
                 ("queries", content.queries, "query_id, text, text_hash"),
@@ -178,7 +178,7 @@ class DatasetsMixin:
         with self._transaction() as cur:
             cur.execute(
                 "INSERT INTO models VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [model_fp, name, dim, _now()],
+                [model_fp, name, dim, utc_now()],
             )
 
     def cached_vectors(
@@ -371,7 +371,7 @@ class DatasetsMixin:
             cur.execute(
                 "INSERT INTO projections VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [projection_id, dataset_id, model_fp, query_prompt, doc_prompt, settings, total,
-                 n_neighbors, seconds, _now()],
+                 n_neighbors, seconds, utc_now()],
             )
             cur.register("new_points", points[["id", "kind", "x", "y"]])
             cur.execute("INSERT INTO projection_points SELECT ?, id, kind, x, y FROM new_points",

@@ -15,7 +15,7 @@ import pandas as pd
 
 from core.errors import WorkbenchError
 from core.store.connection import _decided_cache
-from core.store.records import LABELS, Decision, _now
+from core.store.records import LABELS, Decision, utc_now
 
 
 class DecisionsMixin:
@@ -46,7 +46,7 @@ class DecisionsMixin:
             cur.execute(
                 "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [decision_id, query_hash, doc_hash, query_id, doc_id, dataset, label,
-                 annotator.strip(), _now(), note],
+                 annotator.strip(), utc_now(), note],
             )
         return decision_id
 
@@ -62,7 +62,7 @@ class DecisionsMixin:
             if row is None:
                 return None
             cur.execute(
-                "INSERT INTO retractions VALUES (?, ?, ?)", [row[0], annotator.strip(), _now()]
+                "INSERT INTO retractions VALUES (?, ?, ?)", [row[0], annotator.strip(), utc_now()]
             )
         return Decision(*row)
 

@@ -10,6 +10,7 @@ candidates, decoding and encoding them in Python took most of learning's time.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, Sequence
 
 import duckdb
@@ -68,7 +69,8 @@ class LearningMixin:
     def put_learned_suspicion(self, run_id: int, scores: pa.Table, note: str,
                               learned_prefixes: Sequence[str], reason_columns: Sequence[str],
                               cold_key: str, max_reasons: int,
-                              model: dict[str, Any] | None = None) -> None:
+                              model: dict[str, Any] | None = None,
+                              as_of: datetime | None = None) -> None:
         """Replace a run's suspicion with a learned model's, rewriting the stored texts in DuckDB.
 
         ``scores``: query_id, doc_id, suspicion and cold (doubles), and the ``reason_columns``
@@ -78,7 +80,9 @@ class LearningMixin:
         ``cold_key`` (the cold suspicion as the float stored, in its shortest text) unless they
         hold it already. Candidates absent from ``scores`` lose their suspicion, as with
         ``put_suspicion``. ``model``: what the run keeps of the model, as
-        ``RunInfo.search["learned_model"]`` (same transaction).
+        ``RunInfo.search["learned_model"]`` (same transaction). ``as_of``: when the decisions
+        learned from were read (the rows' scoring time, so that decisions recorded while the
+        model was fit count as new ones; default: now).
         """
         extra = ", ".join(f"n.{quote_identifier(c)}" for c in reason_columns)
         kept = self._COLD_REASONS.format("s.reasons")
@@ -107,7 +111,7 @@ class LearningMixin:
             if rows.num_rows != scores.num_rows:
                 raise WorkbenchError(f"run {run_id} has no suspicion for "
                                      f"{scores.num_rows - rows.num_rows} of the learned pairs")
-            self._write_suspicion(cur, run_id, rows, "learned", True)
+            self._write_suspicion(cur, run_id, rows, "learned", True, as_of)
             if model is not None:
                 self._set_learned_model(cur, run_id, model)
         self._forget_runs()

@@ -23,7 +23,8 @@ def _select(frame: pd.DataFrame | pa.Table, columns: list[str]) -> pd.DataFrame 
     return frame.select(columns) if isinstance(frame, pa.Table) else frame[columns]
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
+    """Now in UTC, naive (how the workspace stores every timestamp)."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 

@@ -7,6 +7,7 @@ transactions, and calls its other parts through ``self``.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, Sequence
 
 import duckdb
@@ -16,7 +17,7 @@ import pyarrow as pa
 from core.errors import WorkbenchError
 from core.store.connection import _done_runs, _live_runs
 from core.store.records import (
-    _CANDIDATE_COLUMNS, INTERRUPTED, RunInfo, _column_names, _now, _select,
+    _CANDIDATE_COLUMNS, INTERRUPTED, RunInfo, _column_names, _select, utc_now,
 )
 
 
@@ -44,7 +45,7 @@ class RunsMixin:
                 "query_prompt, doc_prompt, seed, num_negatives, pool_depth, status, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)",
                 [run_id, dataset_id, strategy, json.dumps(params, sort_keys=True), model, model_fp,
-                 query_prompt, doc_prompt, seed, num_negatives, pool_depth, _now()],
+                 query_prompt, doc_prompt, seed, num_negatives, pool_depth, utc_now()],
             )
             _live_runs.setdefault(self._key, set()).add(run_id)
         return run_id
@@ -90,7 +91,7 @@ class RunsMixin:
             cur.execute(
                 "UPDATE runs SET status = 'done', finished_at = ?, timings = ?, filter_counts = ?, "
                 "n_queries = ?, short_queries = ?, search = ? WHERE run_id = ?",
-                [_now(), json.dumps(timings), json.dumps(filter_counts), n_queries,
+                [utc_now(), json.dumps(timings), json.dumps(filter_counts), n_queries,
                  json.dumps(list(short_queries)), json.dumps(search or {}), run_id],
             )
         self._forget_runs()
@@ -108,7 +109,7 @@ class RunsMixin:
         with self._transaction() as cur:
             cur.execute(
                 "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ?",
-                [_now(), error, run_id],
+                [utc_now(), error, run_id],
             )
         self._forget_runs()
         _live_runs.get(self._key, set()).discard(run_id)
@@ -128,7 +129,7 @@ class RunsMixin:
                 cur.execute(
                     "UPDATE runs SET status = 'failed', finished_at = ?, error = ? "
                     "WHERE run_id = ? AND status = 'running'",
-                    [_now(), INTERRUPTED, run_id],
+                    [utc_now(), INTERRUPTED, run_id],
                 )
         self._forget_runs()
         return stale
@@ -234,14 +235,16 @@ class RunsMixin:
 
     @staticmethod
     def _write_suspicion(cur: duckdb.DuckDBPyConnection, run_id: int,
-                         frame: pd.DataFrame | pa.Table, scorer: str, sync_candidates: bool) -> None:
+                         frame: pd.DataFrame | pa.Table, scorer: str, sync_candidates: bool,
+                         scored_at: datetime | None = None) -> None:
+        """Replace the run's suspicion rows, dated ``scored_at`` (default: now)."""
         rows = _select(frame, ["query_id", "doc_id", "suspicion", "reasons", "signals"])
         cur.execute("DELETE FROM suspicion WHERE run_id = ?", [run_id])
         cur.register("new_suspicion", rows)
         cur.execute(
             "INSERT INTO suspicion SELECT ?, query_id, doc_id, suspicion, reasons, signals, "
             "?, ? FROM new_suspicion",
-            [run_id, scorer, _now()],
+            [run_id, scorer, scored_at or utc_now()],
         )
         if sync_candidates:
             cur.execute(

@@ -9,6 +9,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from core import relearning
 from core.ingest import ingest
 from core.mine import MineRequest, mine
 from core.store import Store
@@ -45,6 +46,7 @@ def data_dir(tmp_path_factory) -> Path:
     previous = os.environ.get("WORKBENCH_DATA_DIR")
     os.environ["WORKBENCH_DATA_DIR"] = str(root)
     yield root
+    relearning.wait(timeout=120)  # no background re-learning outlives its workspace
     st.cache_resource.clear()
     st.cache_data.clear()
     for path in root.rglob("*.duckdb"):

@@ -419,7 +419,9 @@ def test_review_imports_a_judged_queue_file(data_dir):
 
 def test_review_relearns_every_fifty_decisions_unless_turned_off(data_dir):
     """A decision that brings the run to RELEARN_EVERY decisions since its last scoring (with
-    each label's minimum) re-learns the suspicion and says so; with the toggle off it does not."""
+    each label's minimum) re-learns the suspicion in the background, says it started, and once
+    done the page says what it learned; with the toggle off it does not."""
+    from core import relearning
     from core.false_negatives.learning import RELEARN_EVERY
 
     workspace = data_dir / "workspaces" / "relearn.duckdb"
@@ -438,14 +440,24 @@ def test_review_relearns_every_fifty_decisions_unless_turned_off(data_dir):
     at.toggle(key="review_relearn").set_value(False).run()
     at.button(key="review_hard_negative").click().run()  # the 49th + 1, but turned off
     assert not at.exception and not _messages(at)
+    assert relearning.last_job(store, run_id) is None
     assert (store.run_candidates(run_id)["scorer"] == "cold").all()
     at.button(key="review_undo").click().run()
     at.toggle(key="review_relearn").set_value(True).run()
     at.button(key="review_hard_negative").click().run()
     assert not at.exception and not _messages(at)
+    assert any("re-learning the suspicion from the decisions meanwhile"
+               in m.value.replace("\\", "") for m in at.success)
+    relearning.wait(store, run_id, timeout=120)
+    job = relearning.last_job(store, run_id)
+    assert job is not None and not job.running and job.error is None
     assert (store.run_candidates(run_id)["scorer"] == "learned").all()
-    assert any(f"suspicion re-learned from {RELEARN_EVERY} decisions" in m.value.replace("\\", "")
-               for m in at.success)
+    at.run()  # the next render says it, once
+    assert not at.exception and not _messages(at)
+    said = [m.value for m in at.success if "Suspicion re-learned from" in m.value]
+    assert len(said) == 1 and f"from {RELEARN_EVERY} decisions" in said[0]
+    at.run()
+    assert not [m for m in at.success if "Suspicion re-learned from" in m.value]
 
 
 def test_export_audit_refuses_an_export_it_would_not_sample(seeded):
