@@ -33,7 +33,8 @@ class DatasetsMixin:
             dataset_id = cur.execute("SELECT nextval('dataset_seq')").fetchone()[0]
             cur.execute(
                 "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, true, ?)",
-                [dataset_id, content.name, content.format, content.source, content.split, utc_now()],
+                [dataset_id, content.name, content.format, content.source, content.split,
+                 utc_now()],
             )
             tables = (
                 ("queries", content.queries, "query_id, text, text_hash"),
