@@ -7,12 +7,12 @@ from dataclasses import replace
 
 import streamlit as st
 
+from core import relearning
 from core.annotation import agreement, current_progress
 from core.audit import audit_report
 from core.clusters import default_cluster_count
 from core.decisions import import_decisions, import_summary
 from core.errors import WorkbenchError
-from core import relearning
 from core.false_negatives.learning import (
     MIN_PER_LABEL, RELEARN_EVERY, forget_learning, learn_from_decisions,
 )
