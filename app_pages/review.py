@@ -220,8 +220,16 @@ def _audit_progress(audit_id: int | None) -> None:
 
 
 def _relearned() -> None:
-    """Say once per session when a background re-learning of the run has finished (the queue
-    below already follows it: the new scoring made the queue cache read it again)."""
+    """Say once per session when a background re-learning of the run has finished. The card
+    would follow it anyway (the new scoring makes the queue cache read the queue again), but the
+    page around it (the learned weights) is rerun once to show the new model."""
+    said = st.session_state.pop("review_relearned", None)
+    if said is not None:
+        if said[0] == "error":
+            common.error(said[1])
+        else:
+            st.success(said[1], icon=":material/model_training:")
+        return
     job = relearning.last_job(store, run.run_id)
     done = job is not None and not job.running
     # The last one said, per run; one finished before this session first looked is no news.
@@ -232,12 +240,15 @@ def _relearned() -> None:
         return
     st.session_state[key] = job.number
     if job.error:
-        common.error(job.error)
+        st.session_state["review_relearned"] = ("error", job.error)
     elif job.report is not None:
         used = job.report.false_negatives + job.report.hard_negatives
-        st.success(f"Suspicion re-learned from {used:,} decisions (cross-validated ROC-AUC "
-                   f"{job.report.cv_auc:.2f}); the queue follows it.",
-                   icon=":material/model_training:")
+        st.session_state["review_relearned"] = (
+            "success", f"Suspicion re-learned from {used:,} decisions (cross-validated ROC-AUC "
+            f"{job.report.cv_auc:.2f}); the queue follows it.")
+    else:
+        return  # not due after all: nothing to say
+    st.rerun()  # the whole page: the weights above the card show the new model
 
 
 @st.fragment

@@ -14,8 +14,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -88,27 +90,34 @@ class Server:
                 self.process.wait(timeout=15)
 
 
-@pytest.fixture
-def server(tmp_path):
-    """A streamlit server on a free loopback port over an empty workspace; always stopped."""
-    data = _data_folder(tmp_path / "data")
+@contextmanager
+def serve(data: Path, workspace: Path, log: Path) -> Iterator[Server]:
+    """``streamlit run app.py`` on a free loopback port over ``workspace`` (its data folder
+    ``data``), healthy before it is handed out; always stopped."""
     port = _free_port()
-    log = tmp_path / "streamlit.log"
     env = {**os.environ, "WORKBENCH_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
-    app = Server(f"http://127.0.0.1:{port}", data / "workspaces" / "browser.duckdb", data, None)
+    app = Server(f"http://127.0.0.1:{port}", workspace, data, None)
     with open(log, "wb") as out:
         app.process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
              "--server.port", str(port), "--server.headless", "true",
              "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-             "--", "--workspace", str(app.workspace)],
+             "--", "--workspace", str(workspace)],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_healthy(app.url, app.process, log)
         yield app
     finally:
         app.stop()
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A streamlit server on a free loopback port over an empty workspace; always stopped."""
+    data = _data_folder(tmp_path / "data")
+    with serve(data, data / "workspaces" / "browser.duckdb", tmp_path / "streamlit.log") as app:
+        yield app
 
 
 def _settle(page, quiet_checks: int = 4) -> None:

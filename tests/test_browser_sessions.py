@@ -6,19 +6,14 @@ becomes markup anywhere. tests/test_browser.py drives the full single-user flow.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
 
 from core.ingest import ingest
 from core.store import Store
-from tests.conftest import REPO, topical_corpus, write_beir
-from tests.test_browser import (
-    CHROMIUM, CHROMIUM_ARGS, STEP_MS, Server, _free_port, _select, _settle, _shot, _wait_healthy,
-)
+from tests.conftest import topical_corpus, write_beir
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, STEP_MS, _select, _settle, _shot, serve
 from tests.workloads import add_fake_run
 
 pytestmark = [
@@ -60,24 +55,8 @@ def _seed(root):
 @pytest.fixture
 def server(tmp_path):
     data = tmp_path / "data"
-    workspace = _seed(data)
-    port = _free_port()
-    log = tmp_path / "streamlit.log"
-    env = {**os.environ, "WORKBENCH_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
-    app = Server(f"http://127.0.0.1:{port}", workspace, data, None)
-    with open(log, "wb") as out:
-        app.process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-             "--server.port", str(port), "--server.headless", "true",
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-             "--", "--workspace", str(workspace)],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_healthy(app.url, app.process, log)
+    with serve(data, _seed(data), tmp_path / "streamlit.log") as app:
         yield app
-    finally:
-        app.stop()
 
 
 def _inert(page) -> None:

@@ -452,10 +452,13 @@ def test_review_relearns_every_fifty_decisions_unless_turned_off(data_dir):
     job = relearning.last_job(store, run_id)
     assert job is not None and not job.running and job.error is None
     assert (store.run_candidates(run_id)["scorer"] == "learned").all()
-    at.run()  # the next render says it, once
+    assert not any(c.value.startswith("The model learned from") for c in at.caption)
+    at.run()  # the next render says it, once, and the page shows the new model's weights
     assert not at.exception and not _messages(at)
     said = [m.value for m in at.success if "Suspicion re-learned from" in m.value]
     assert len(said) == 1 and f"from {RELEARN_EVERY} decisions" in said[0]
+    assert any(c.value.startswith(f"The model learned from {RELEARN_EVERY} decisions")
+               for c in at.caption)
     at.run()
     assert not [m for m in at.success if "Suspicion re-learned from" in m.value]
 
