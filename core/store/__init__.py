@@ -4,8 +4,9 @@ Every value is a bound parameter; bulk rows travel as pandas frames registered u
 One connection per process and workspace, a cursor per operation (DuckDB's threading rules), so the
 Streamlit sessions of one server process can share a Store.
 
-The ``Store`` class is assembled from one part per concern (``datasets``, ``runs``, ``decisions``,
-``review``, ``reports``, ``audits``); this module opens the workspace and runs its transactions.
+The ``Store`` class is assembled from one part per concern (``datasets``, ``runs``, ``learning``,
+``decisions``, ``review``, ``pool_counts``, ``reports``, ``audits``); this module opens the
+workspace and runs its transactions.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from core.store.audits import AuditsMixin
 from core.store.datasets import DatasetsMixin
 from core.store.decisions import DecisionsMixin
 from core.store.learning import LearningMixin
+from core.store.pool_counts import PoolCountsMixin
 from core.store.reports import ReportsMixin
 from core.store.review import ReviewMixin
 from core.store.runs import RunsMixin
@@ -40,8 +42,8 @@ LOCK_WAIT_S = float(os.environ.get("WORKBENCH_LOCK_WAIT_S", "5"))
 (``$WORKBENCH_LOCK_WAIT_S``, default 5)."""
 
 
-class Store(DatasetsMixin, RunsMixin, LearningMixin, DecisionsMixin, ReviewMixin, ReportsMixin,
-            AuditsMixin):
+class Store(DatasetsMixin, RunsMixin, LearningMixin, DecisionsMixin, ReviewMixin, PoolCountsMixin,
+            ReportsMixin, AuditsMixin):
     """A workspace on disk. Cheap to create: instances of one file share the process's connection."""
 
     def __init__(self, path: str | Path, lock_wait: float | None = None) -> None:
