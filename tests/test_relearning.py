@@ -104,3 +104,27 @@ def test_decisions_recorded_while_a_model_is_fit_count_towards_the_next(topical_
         report = learn_from_decisions(store, run_id)
         assert report.hard_negatives == 25  # the late decision was not read
         assert store.decisions_since_scored(run_id, store.get_run(run_id).dataset_id) == 1
+
+
+def test_a_scoring_that_lands_while_the_model_is_prepared_is_kept(topical_ws,
+                                                                   tmp_path):  # noqa: F811
+    """The learned texts are built before the write transaction (writers wait only for the
+    write); a scoring written in between is not overwritten: learning refuses, writing nothing."""
+    path, run_id = topical_ws
+    with _open_copy(path, tmp_path) as store:
+        _decide(store, run_id)
+        build = store._learned_rows
+
+        def build_then_rescore(*args, **kwargs):
+            rows = build(*args, **kwargs)
+            pool = store.run_candidates(run_id)
+            store.put_suspicion(run_id, pool[["query_id", "doc_id", "reasons", "signals"]].assign(
+                suspicion=0.5), "elsewhere")
+            return rows
+
+        store._learned_rows = build_then_rescore
+        with pytest.raises(WorkbenchError, match="scored again while its learned suspicion"):
+            learn_from_decisions(store, run_id)
+        after = store.run_candidates(run_id)
+        assert (after.scorer == "elsewhere").all() and (after.suspicion == 0.5).all()
+        assert "learned_model" not in store.get_run(run_id).search

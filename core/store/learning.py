@@ -83,12 +83,41 @@ class LearningMixin:
         ``RunInfo.search["learned_model"]`` (same transaction). ``as_of``: when the decisions
         learned from were read (the rows' scoring time, so that decisions recorded while the
         model was fit count as new ones; default: now).
+
+        The new texts are built before the write transaction (half the time at a million
+        candidates), so the workspace's writers (a decision, while the Review page re-learns in
+        the background) wait only for the write itself.
+
+        Raises:
+            WorkbenchError: pairs of ``scores`` without suspicion, or the run scored again while
+                the texts were built (nothing is written).
         """
+        version = self._suspicion_version(self._cursor(), run_id)
+        rows = self._learned_rows(run_id, scores, note, learned_prefixes, reason_columns,
+                                  cold_key, max_reasons)
+        if rows.num_rows != scores.num_rows:
+            raise WorkbenchError(f"run {run_id} has no suspicion for "
+                                 f"{scores.num_rows - rows.num_rows} of the learned pairs")
+        with self._transaction() as cur:
+            if self._suspicion_version(cur, run_id) != version:
+                raise WorkbenchError(f"run {run_id} was scored again while its learned "
+                                     "suspicion was prepared; learn again")
+            self._write_suspicion(cur, run_id, rows, "learned", True, as_of)
+            if model is not None:
+                self._set_learned_model(cur, run_id, model)
+        self._forget_runs()
+
+    def _learned_rows(self, run_id: int, scores: pa.Table, note: str,
+                      learned_prefixes: Sequence[str], reason_columns: Sequence[str],
+                      cold_key: str, max_reasons: int) -> pa.Table:
+        """The suspicion rows ``put_learned_suspicion`` writes (its docstring), built in DuckDB
+        from ``scores`` and the stored texts."""
         extra = ", ".join(f"n.{quote_identifier(c)}" for c in reason_columns)
         kept = self._COLD_REASONS.format("s.reasons")
-        with self._transaction() as cur:
-            cur.register("learned_scores", scores)
-            rows = cur.sql(
+        cur = self._cursor()
+        cur.register("learned_scores", scores)
+        try:
+            return cur.sql(
                 f"""
                 SELECT n.query_id, n.doc_id, n.suspicion::FLOAT AS suspicion,
                        to_json(list_slice(list_concat(
@@ -107,14 +136,8 @@ class LearningMixin:
                 params={"note": note, "prefixes": list(learned_prefixes), "keep": max_reasons,
                         "cold_path": _json_path(cold_key), "cold_key": cold_key, "run": run_id},
             ).to_arrow_table()
+        finally:
             cur.unregister("learned_scores")
-            if rows.num_rows != scores.num_rows:
-                raise WorkbenchError(f"run {run_id} has no suspicion for "
-                                     f"{scores.num_rows - rows.num_rows} of the learned pairs")
-            self._write_suspicion(cur, run_id, rows, "learned", True, as_of)
-            if model is not None:
-                self._set_learned_model(cur, run_id, model)
-        self._forget_runs()
 
     def restore_cold_suspicion(self, run_id: int, learned_prefixes: Sequence[str],
                                cold_key: str) -> int:

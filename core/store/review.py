@@ -264,8 +264,7 @@ class ReviewMixin:
         Read once per scoring of the run in this process (the Review page asks on every render;
         reading a million candidates' reasons takes about 0.5 s)."""
         cur = self._cursor()
-        version = tuple(cur.execute("SELECT count(*), max(scored_at)::VARCHAR FROM suspicion "
-                                    "WHERE run_id = ?", [run_id]).fetchone())
+        version = self._suspicion_version(cur, run_id)
         cached = _reason_kinds_cache.get((self._key, run_id))
         if cached is not None and cached[0] == version:
             return list(cached[1])

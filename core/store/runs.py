@@ -234,6 +234,12 @@ class RunsMixin:
             self._write_suspicion(cur, run_id, frame, scorer, sync_candidates)
 
     @staticmethod
+    def _suspicion_version(cur: duckdb.DuckDBPyConnection, run_id: int) -> tuple:
+        """(rows, when last scored) of the run's suspicion: changes with every scoring."""
+        return tuple(cur.execute("SELECT count(*), max(scored_at)::VARCHAR FROM suspicion "
+                                 "WHERE run_id = ?", [run_id]).fetchone())
+
+    @staticmethod
     def _write_suspicion(cur: duckdb.DuckDBPyConnection, run_id: int,
                          frame: pd.DataFrame | pa.Table, scorer: str, sync_candidates: bool,
                          scored_at: datetime | None = None) -> None:
