@@ -7,7 +7,7 @@ process (every session of the app shares them), while the annotator goes on. The
 written in one transaction, so the queue changes from one suspicion to the next between two
 cards (the page's queue cache sees the new scoring and reads the queue again); decisions recorded
 meanwhile count towards the next learning (its scores are dated when it read the decisions).
-While the scores are written, a decision waits for them (about 3 s at a million pool pairs).
+While the scores are written, a decision waits for them (about 2 s at a million pool pairs).
 """
 
 from __future__ import annotations
