@@ -234,14 +234,16 @@ def record_decision(store: Store, run_id: int, query_id: str, doc_id: str, label
     rows = rows.assign(would_export=rows["would_export"].astype(object).where(
         ~rows["query_id"].isin(touched), None))
     reach = queue.reach
-    if facts.pool_pairs > 1:  # more of the queries' pairs were decided: read them again
+    if facts.pool_pairs > 1 and queue.scope.reason_kind:
+        # A reason kind's length: the decided pair had the kind, the other pairs of its texts
+        # may not; the next card is a fresh read.
+        rows = None
+    elif facts.pool_pairs > 1:  # more of the queries' pairs were decided: read them again
         rows, reach = _refreshed(store, queue, touched), _without(reach, touched)
     elif label != "hard_negative":  # the query's hard set takes its next candidate
         rows, reach = _promoted(store, queue, rows, query_id)
-    # A reason kind's length: the decided pair had the kind, the other pairs of its texts may not.
-    exact = not (queue.scope.reason_kind and facts.pool_pairs > 1)
-    after = None if rows is None or not exact else replace(
-        queue, version=version, rows=rows, total=queue.total - decided, reach=reach)
+    after = None if rows is None else replace(queue, version=version, rows=rows,
+                                              total=queue.total - decided, reach=reach)
     counted = None
     if (progress is not None and progress.run_id == run_id
             and progress.version == queue.version[:2]):
